@@ -1,0 +1,1 @@
+"""clipsearch: CLIP image retrieval with OpenCLIP, FAISS and gRPC."""

@@ -1,0 +1,1 @@
+"""Subcommands of the `clipsearch` command line; each module registers one."""

@@ -1,0 +1,57 @@
+"""`clipsearch encode`: embed a few images and texts and show how they match."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from clipsearch.commands.model_args import add_model_arguments, spec_from_args
+from clipsearch.encoder import load_encoder, read_image
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "encode",
+        help="embed images and texts with the CLIP model and print their similarities",
+        description="Embed image files and texts, print the cosine similarity of every text to "
+        "every image, and optionally save the vectors. Useful to check a model loads and "
+        "behaves before embedding a collection.",
+    )
+    parser.add_argument("images", nargs="*", type=Path, help="image files to embed")
+    parser.add_argument(
+        "--text", action="append", default=[], help="a text to embed (repeat for more)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="save the vectors to this .npy file: images first, then texts, one row each",
+    )
+    add_model_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.images and not args.text:
+        raise SystemExit("clipsearch encode: give at least one image path or --text")
+    encoder = load_encoder(spec_from_args(args))
+    print(f"model: {encoder.info.weights} on {encoder.info.device}, dim {encoder.dim}")
+    image_vectors = encoder.encode_images([read_image(p) for p in args.images])
+    text_vectors = encoder.encode_texts(args.text)
+    if args.images and args.text:
+        print(similarity_table(args.text, [p.name for p in args.images], text_vectors @ image_vectors.T))
+    if args.out:
+        np.save(args.out, np.concatenate([image_vectors, text_vectors]))
+        print(f"wrote {len(image_vectors) + len(text_vectors)} vectors to {args.out}")
+    return 0
+
+
+def similarity_table(rows: list[str], columns: list[str], scores: np.ndarray) -> str:
+    """A fixed-width table of scores, one row per text and one column per image."""
+    width = max(8, *(len(c) for c in columns))
+    label = max(len(r) for r in rows)
+    lines = [" " * label + "".join(f"  {c:>{width}}" for c in columns)]
+    for row, values in zip(rows, scores, strict=True):
+        lines.append(f"{row:<{label}}" + "".join(f"  {v:>{width}.3f}" for v in values))
+    return "\n".join(lines)

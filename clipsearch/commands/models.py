@@ -1,0 +1,41 @@
+"""`clipsearch models`: the seed models and whether their weights are on this host."""
+
+from __future__ import annotations
+
+import argparse
+
+import open_clip
+
+from clipsearch.encoder import (
+    SEED_MODELS,
+    ModelSpec,
+    WeightsUnavailableError,
+    resolve_weights,
+)
+from clipsearch.encoder.weights import hub_cache_dir
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list the seed models and whether their weights are cached on this host",
+        description="List the seed models, their dimensions, and whether their weights are in "
+        "the Hugging Face cache (checked offline: nothing is downloaded).",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(f"Hugging Face cache: {hub_cache_dir()}")
+    header = f"{'MODEL':<10} {'PRETRAINED':<20} {'DIM':>5} {'TOP-1':>6}  WEIGHTS"
+    print(header)
+    for seed in SEED_MODELS:
+        dim = open_clip.get_model_config(seed.model)["embed_dim"]
+        try:
+            resolved = resolve_weights(ModelSpec(seed.model, seed.pretrained), allow_download=False)
+            status = f"cached: {resolved.checkpoint}"
+        except WeightsUnavailableError:
+            status = "not cached (downloaded on first use; see README 'Offline hosts')"
+        top1 = f"{seed.imagenet_top1:.1%}"
+        print(f"{seed.model:<10} {seed.pretrained:<20} {dim:>5} {top1:>6}  {status}")
+    return 0

@@ -1,0 +1,53 @@
+"""The CLIP encoder: one model, its preprocessing, images and texts to unit vectors."""
+
+from clipsearch.encoder.device import select_device
+from clipsearch.encoder.encoder import (
+    ClipEncoder,
+    ModelLoadError,
+    load_encoder,
+    register_model_configs,
+)
+from clipsearch.encoder.images import (
+    DEFAULT_MAX_PIXELS,
+    DecodeFailure,
+    ImageDecodeError,
+    decode_image,
+    read_image,
+)
+from clipsearch.encoder.spec import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    SEED_MODELS,
+    EncoderInfo,
+    ModelSpec,
+    PreprocessConfig,
+)
+from clipsearch.encoder.weights import (
+    UnknownModelError,
+    WeightsUnavailableError,
+    resolve_weights,
+    tag_preprocess,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MODEL",
+    "DEFAULT_PRETRAINED",
+    "SEED_MODELS",
+    "ClipEncoder",
+    "DecodeFailure",
+    "EncoderInfo",
+    "ImageDecodeError",
+    "ModelLoadError",
+    "ModelSpec",
+    "PreprocessConfig",
+    "UnknownModelError",
+    "WeightsUnavailableError",
+    "decode_image",
+    "load_encoder",
+    "read_image",
+    "register_model_configs",
+    "resolve_weights",
+    "select_device",
+    "tag_preprocess",
+]

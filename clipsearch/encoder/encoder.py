@@ -1,0 +1,183 @@
+"""The CLIP encoder shared by the indexer and the server: images and texts to unit vectors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+
+from clipsearch.encoder.device import select_device
+from clipsearch.encoder.images import DEFAULT_MAX_PIXELS, decode_image, to_rgb
+from clipsearch.encoder.spec import EncoderInfo, ModelSpec, PreprocessConfig
+from clipsearch.errors import ClipsearchError
+from clipsearch.encoder.weights import ResolvedWeights, resolve_weights
+
+log = logging.getLogger(__name__)
+
+_CONFIG_DIR = Path(__file__).parent / "model_configs"
+DEFAULT_BATCH_SIZE = 32
+
+ImageInput = Image.Image | bytes
+T = TypeVar("T")
+
+
+class ModelLoadError(ClipsearchError, RuntimeError):
+    """The weights were found but could not be loaded into the model."""
+
+
+def register_model_configs() -> None:
+    """Make clipsearch's own architectures (e.g. `clipsearch-tiny`) known to OpenCLIP."""
+    if "clipsearch-tiny" not in open_clip.list_models():
+        open_clip.add_model_config(_CONFIG_DIR)
+
+
+def load_encoder(spec: ModelSpec | None = None, allow_download: bool = True) -> ClipEncoder:
+    """Load the model `spec` names, with its own preprocessing, on the best device."""
+    spec = spec or ModelSpec()
+    register_model_configs()
+    resolved = resolve_weights(spec, allow_download=allow_download)
+    device = select_device(spec.device)
+    model, preprocess = _build_model(resolved, device)
+    tokenizer = open_clip.get_tokenizer(resolved.model_name)
+    label = spec.pretrained if not spec.pretrained.startswith("hf-hub:") else ""
+    info = EncoderInfo(
+        model=spec.pretrained if spec.pretrained.startswith("hf-hub:") else spec.model,
+        pretrained=label,
+        dim=int(model.visual.output_dim),
+        preprocess=_preprocess_config(model.visual.preprocess_cfg),
+        device=str(device),
+        weights=resolved.description,
+        context_length=int(tokenizer.context_length),
+    )
+    log.info("loaded %s on %s (dim %d)", info.weights, info.device, info.dim)
+    return ClipEncoder(model, preprocess, tokenizer, info, device)
+
+
+def _build_model(
+    resolved: ResolvedWeights, device: torch.device
+) -> tuple[torch.nn.Module, Callable[[Image.Image], torch.Tensor]]:
+    pre = resolved.preprocess
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            resolved.model_name,
+            pretrained=str(resolved.checkpoint) if resolved.checkpoint else None,
+            device=device,
+            precision="fp32",
+            image_mean=pre.mean,
+            image_std=pre.std,
+            image_interpolation=pre.interpolation,
+            image_resize_mode=pre.resize_mode,
+        )
+    except (RuntimeError, ValueError, OSError, KeyError) as err:
+        raise ModelLoadError(
+            f"could not load {resolved.description}: {str(err).splitlines()[0]}"
+        ) from err
+    model.eval()
+    return model, preprocess
+
+
+def _preprocess_config(cfg: dict[str, object]) -> PreprocessConfig:
+    size = cfg["size"]
+    pair = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)  # type: ignore[attr-defined]
+    return PreprocessConfig(
+        size=(pair[0], pair[1]),
+        mean=tuple(float(v) for v in cfg["mean"]),  # type: ignore[attr-defined]
+        std=tuple(float(v) for v in cfg["std"]),  # type: ignore[attr-defined]
+        interpolation=str(cfg["interpolation"]),
+        resize_mode=str(cfg["resize_mode"]),
+        fill_color=int(cfg.get("fill_color", 0)),  # type: ignore[call-overload]
+    )
+
+
+class ClipEncoder:
+    """Encodes batches of images and texts into L2-normalised float32 vectors.
+
+    On CUDA the towers run under fp16 autocast; on CPU in fp32. The preprocessing is
+    the one OpenCLIP's pretrained config assigns to the loaded weights.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        tokenizer: Callable[[Sequence[str]], torch.Tensor],
+        info: EncoderInfo,
+        device: torch.device,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self.model = model
+        self._preprocess = preprocess
+        self._tokenizer = tokenizer
+        self.info = info
+        self.device = device
+        self.batch_size = batch_size
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """An RGB image to the model's input tensor (C, H, W); pure CPU work, thread-safe."""
+        return self._preprocess(to_rgb(image))
+
+    def preprocess_input(
+        self, item: ImageInput, source: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> torch.Tensor:
+        image = decode_image(item, source, max_pixels) if isinstance(item, bytes) else item
+        return self.preprocess(image)
+
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Preprocessed image tensors (N, C, H, W) to unit vectors (N, dim)."""
+        if pixels.shape[0] == 0:
+            return self._empty()
+        with torch.inference_mode(), self._autocast():
+            features = self.model.encode_image(pixels.to(self.device, non_blocking=True))
+        return _unit_rows(features)
+
+    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """PIL images or encoded bytes to unit vectors; bad bytes raise ImageDecodeError."""
+        parts = [
+            self.encode_pixels(torch.stack([self.preprocess_input(item) for item in batch]))
+            for batch in _batches(images, self.batch_size)
+        ]
+        return np.concatenate(parts) if parts else self._empty()
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._tokenizer(list(texts))
+
+    def encode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
+        """Token ids (N, context_length) to unit vectors (N, dim)."""
+        if tokens.shape[0] == 0:
+            return self._empty()
+        with torch.inference_mode(), self._autocast():
+            features = self.model.encode_text(tokens.to(self.device, non_blocking=True))
+        return _unit_rows(features)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        parts = [self.encode_tokens(self.tokenize(b)) for b in _batches(texts, self.batch_size)]
+        return np.concatenate(parts) if parts else self._empty()
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.device.type == "cuda":
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _empty(self) -> np.ndarray:
+        return np.empty((0, self.dim), dtype=np.float32)
+
+
+def _unit_rows(features: torch.Tensor) -> np.ndarray:
+    normalised = torch.nn.functional.normalize(features.float(), dim=-1)
+    return normalised.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,1 @@
+"""Offline half of clipsearch: image collections to Parquet shards to FAISS indexes."""

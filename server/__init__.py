@@ -1,0 +1,1 @@
+"""Online half of clipsearch: the gRPC retrieval server."""
