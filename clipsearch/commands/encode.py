@@ -40,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
     image_vectors = encoder.encode_images([read_image(p) for p in args.images])
     text_vectors = encoder.encode_texts(args.text)
     if args.images and args.text:
-        print(similarity_table(args.text, [p.name for p in args.images], text_vectors @ image_vectors.T))
+        print(
+            similarity_table(
+                args.text, [p.name for p in args.images], text_vectors @ image_vectors.T
+            )
+        )
     if args.out:
         np.save(args.out, np.concatenate([image_vectors, text_vectors]))
         print(f"wrote {len(image_vectors) + len(text_vectors)} vectors to {args.out}")

@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import open_clip
@@ -16,8 +16,8 @@ from PIL import Image
 from clipsearch.encoder.device import select_device
 from clipsearch.encoder.images import DEFAULT_MAX_PIXELS, decode_image, to_rgb
 from clipsearch.encoder.spec import EncoderInfo, ModelSpec, PreprocessConfig
-from clipsearch.errors import ClipsearchError
 from clipsearch.encoder.weights import ResolvedWeights, resolve_weights
+from clipsearch.errors import ClipsearchError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,14 @@ DEFAULT_BATCH_SIZE = 32
 
 ImageInput = Image.Image | bytes
 T = TypeVar("T")
+
+
+class ClipModel(Protocol):
+    """The part of an OpenCLIP model the encoder uses."""
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor: ...
 
 
 class ModelLoadError(ClipsearchError, RuntimeError):
@@ -44,14 +52,14 @@ def load_encoder(spec: ModelSpec | None = None, allow_download: bool = True) -> 
     register_model_configs()
     resolved = resolve_weights(spec, allow_download=allow_download)
     device = select_device(spec.device)
-    model, preprocess = _build_model(resolved, device)
+    model, preprocess, dim, preprocess_cfg = _build_model(resolved, device)
     tokenizer = open_clip.get_tokenizer(resolved.model_name)
-    label = spec.pretrained if not spec.pretrained.startswith("hf-hub:") else ""
+    from_hub = spec.pretrained.startswith("hf-hub:")
     info = EncoderInfo(
-        model=spec.pretrained if spec.pretrained.startswith("hf-hub:") else spec.model,
-        pretrained=label,
-        dim=int(model.visual.output_dim),
-        preprocess=_preprocess_config(model.visual.preprocess_cfg),
+        model=spec.pretrained if from_hub else spec.model,
+        pretrained="" if from_hub else spec.pretrained,
+        dim=dim,
+        preprocess=preprocess_cfg,
         device=str(device),
         weights=resolved.description,
         context_length=int(tokenizer.context_length),
@@ -62,7 +70,8 @@ def load_encoder(spec: ModelSpec | None = None, allow_download: bool = True) -> 
 
 def _build_model(
     resolved: ResolvedWeights, device: torch.device
-) -> tuple[torch.nn.Module, Callable[[Image.Image], torch.Tensor]]:
+) -> tuple[ClipModel, Callable[[Image.Image], torch.Tensor], int, PreprocessConfig]:
+    """The model in eval mode, its inference transform, its dim and its preprocessing."""
     pre = resolved.preprocess
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
@@ -80,19 +89,21 @@ def _build_model(
             f"could not load {resolved.description}: {str(err).splitlines()[0]}"
         ) from err
     model.eval()
-    return model, preprocess
+    dim = int(model.visual.output_dim)
+    return model, preprocess, dim, _preprocess_config(model.visual.preprocess_cfg)
 
 
-def _preprocess_config(cfg: dict[str, object]) -> PreprocessConfig:
-    size = cfg["size"]
-    pair = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)  # type: ignore[attr-defined]
+def _preprocess_config(cfg: dict[str, Sequence[float] | int | str]) -> PreprocessConfig:
+    size, mean, std = cfg["size"], cfg["mean"], cfg["std"]
+    assert not isinstance(mean, int | str) and not isinstance(std, int | str)
+    height, width = (size, size) if isinstance(size, int) else tuple(map(int, size))
     return PreprocessConfig(
-        size=(pair[0], pair[1]),
-        mean=tuple(float(v) for v in cfg["mean"]),  # type: ignore[attr-defined]
-        std=tuple(float(v) for v in cfg["std"]),  # type: ignore[attr-defined]
+        size=(int(height), int(width)),
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
         interpolation=str(cfg["interpolation"]),
         resize_mode=str(cfg["resize_mode"]),
-        fill_color=int(cfg.get("fill_color", 0)),  # type: ignore[call-overload]
+        fill_color=int(cfg.get("fill_color", 0)),  # type: ignore[arg-type]
     )
 
 
@@ -105,7 +116,7 @@ class ClipEncoder:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: ClipModel,
         preprocess: Callable[[Image.Image], torch.Tensor],
         tokenizer: Callable[[Sequence[str]], torch.Tensor],
         info: EncoderInfo,

@@ -22,8 +22,8 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import HFValidationError
 
-from clipsearch.errors import ClipsearchError
 from clipsearch.encoder.spec import ModelSpec, PreprocessOverrides
+from clipsearch.errors import ClipsearchError
 
 log = logging.getLogger(__name__)
 
