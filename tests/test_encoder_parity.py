@@ -127,3 +127,15 @@ def test_default_seed_model_loads_offline_from_hub_cache_by_tag(
     )
     np.testing.assert_allclose(encoder.encode_images([image]), ref_images, atol=TOLERANCE)
     np.testing.assert_allclose(encoder.encode_texts(["an astronaut"]), ref_texts, atol=TOLERANCE)
+
+
+def test_random_init_is_the_same_in_every_process(photos: dict[str, Image.Image]) -> None:
+    """Indexer and server load `--pretrained none` separately; their vectors must agree."""
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    first = load_encoder(ModelSpec(model=TINY, pretrained="none", device="cpu"))
+    second = load_encoder(ModelSpec(model=TINY, pretrained="none", device="cpu"))
+    image = [photos["coffee"]]
+    np.testing.assert_array_equal(first.encode_images(image), second.encode_images(image))
+    torch.manual_seed(123)
+    assert torch.rand(1) == before  # the caller's RNG stream is untouched

@@ -40,22 +40,24 @@ def run(args: argparse.Namespace) -> int:
     image_vectors = encoder.encode_images([read_image(p) for p in args.images])
     text_vectors = encoder.encode_texts(args.text)
     if args.images and args.text:
-        print(
-            similarity_table(
-                args.text, [p.name for p in args.images], text_vectors @ image_vectors.T
-            )
-        )
+        names = [p.name for p in args.images]
+        print(similarity_table(names, args.text, image_vectors @ text_vectors.T))
     if args.out:
         np.save(args.out, np.concatenate([image_vectors, text_vectors]))
         print(f"wrote {len(image_vectors) + len(text_vectors)} vectors to {args.out}")
     return 0
 
 
-def similarity_table(rows: list[str], columns: list[str], scores: np.ndarray) -> str:
-    """A fixed-width table of scores, one row per text and one column per image."""
-    width = max(8, *(len(c) for c in columns))
-    label = max(len(r) for r in rows)
-    lines = [" " * label + "".join(f"  {c:>{width}}" for c in columns)]
-    for row, values in zip(rows, scores, strict=True):
-        lines.append(f"{row:<{label}}" + "".join(f"  {v:>{width}.3f}" for v in values))
-    return "\n".join(lines)
+def similarity_table(images: list[str], texts: list[str], scores: np.ndarray) -> str:
+    """Cosine similarities, one row per image and a numbered column per text; best marked *."""
+    legend = [f"  T{i + 1}: {text}" for i, text in enumerate(texts)]
+    label = max(len(name) for name in images)
+    header = " " * label + "".join(f"  {f'T{i + 1}':>7}" for i in range(len(texts)))
+    best = scores.argmax(axis=0)
+    rows = []
+    for row, (name, values) in enumerate(zip(images, scores, strict=True)):
+        cells = "".join(
+            f"  {value:>6.3f}{'*' if best[col] == row else ' '}" for col, value in enumerate(values)
+        )
+        rows.append(f"{name:<{label}}{cells}")
+    return "\n".join(["texts:", *legend, "", header, *rows, "(* = best image for that text)"])

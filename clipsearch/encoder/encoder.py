@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 DEFAULT_BATCH_SIZE = 32
+RANDOM_INIT_SEED = 0
 
 ImageInput = Image.Image | bytes
 T = TypeVar("T")
@@ -74,16 +75,19 @@ def _build_model(
     """The model in eval mode, its inference transform, its dim and its preprocessing."""
     pre = resolved.preprocess
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            resolved.model_name,
-            pretrained=str(resolved.checkpoint) if resolved.checkpoint else None,
-            device=device,
-            precision="fp32",
-            image_mean=pre.mean,
-            image_std=pre.std,
-            image_interpolation=pre.interpolation,
-            image_resize_mode=pre.resize_mode,
-        )
+        # Random init is seeded so separate processes (indexer, server) get the same weights.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                resolved.model_name,
+                pretrained=str(resolved.checkpoint) if resolved.checkpoint else None,
+                device=device,
+                precision="fp32",
+                image_mean=pre.mean,
+                image_std=pre.std,
+                image_interpolation=pre.interpolation,
+                image_resize_mode=pre.resize_mode,
+            )
     except (RuntimeError, ValueError, OSError, KeyError) as err:
         raise ModelLoadError(
             f"could not load {resolved.description}: {str(err).splitlines()[0]}"
