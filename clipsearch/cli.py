@@ -8,8 +8,9 @@ import sys
 
 from clipsearch.commands import encode, models
 from clipsearch.errors import ClipsearchError
+from indexer import cli as indexer_cli
 
-COMMANDS = (models, encode)
+COMMANDS = (models, encode, indexer_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,8 +46,8 @@ def test_cuda_encoding_matches_cpu(
 ) -> None:
     cuda = ClipEncoder(
         tiny_encoder.model.to("cuda"),
-        tiny_encoder._preprocess,
-        tiny_encoder._tokenizer,
+        tiny_encoder.transform,
+        tiny_encoder.tokenizer,
         tiny_encoder.info,
         torch.device("cuda"),
     )

@@ -54,8 +54,8 @@ def test_batches_split_by_batch_size_give_the_same_vectors(
     whole = tiny_encoder.encode_images(images)
     small = ClipEncoder(
         tiny_encoder.model,
-        tiny_encoder._preprocess,
-        tiny_encoder._tokenizer,
+        tiny_encoder.transform,
+        tiny_encoder.tokenizer,
         tiny_encoder.info,
         tiny_encoder.device,
         batch_size=2,

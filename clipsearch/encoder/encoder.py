@@ -128,8 +128,8 @@ class ClipEncoder:
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self.model = model
-        self._preprocess = preprocess
-        self._tokenizer = tokenizer
+        self.transform = preprocess
+        self.tokenizer = tokenizer
         self.info = info
         self.device = device
         self.batch_size = batch_size
@@ -140,7 +140,7 @@ class ClipEncoder:
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """An RGB image to the model's input tensor (C, H, W); pure CPU work, thread-safe."""
-        return self._preprocess(to_rgb(image))
+        return self.transform(to_rgb(image))
 
     def preprocess_input(
         self, item: ImageInput, source: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
@@ -165,7 +165,7 @@ class ClipEncoder:
         return np.concatenate(parts) if parts else self._empty()
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        return self._tokenizer(list(texts))
+        return self.tokenizer(list(texts))
 
     def encode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
         """Token ids (N, context_length) to unit vectors (N, dim)."""

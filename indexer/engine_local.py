@@ -1,0 +1,55 @@
+"""The local engine: decoding in worker processes, overlapped with encoding in this one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from clipsearch.encoder import ClipEncoder
+from indexer.decode import DecodedItem, Decoder, collate
+from indexer.encoded import EncodedBatch, encode_batch
+from indexer.plan import PlannedItem
+from indexer.sources import Reader
+
+PREFETCH_BATCHES_PER_WORKER = 4
+
+
+class _PendingItems(Dataset[DecodedItem]):
+    def __init__(self, items: list[PlannedItem], decoder: Decoder) -> None:
+        self.items = items
+        self.decoder = decoder
+        self._reader: Reader | None = None  # one per worker process, made on first use
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, position: int) -> DecodedItem:
+        if self._reader is None:
+            self._reader = Reader()
+        return self.decoder(position, self.items[position], self._reader)
+
+
+def run_local(
+    items: list[PlannedItem],
+    decoder: Decoder,
+    encoder: ClipEncoder,
+    batch_size: int,
+    workers: int,
+) -> Iterator[EncodedBatch]:
+    """Encoded batches in item order. Memory holds at most a few batches per worker."""
+    cuda = encoder.device.type == "cuda"
+    loader = DataLoader(
+        _PendingItems(items, decoder),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=partial(collate, half=cuda),
+        pin_memory=cuda,
+        prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers else None,
+        multiprocessing_context="fork" if workers else None,
+    )
+    with torch.inference_mode():
+        for batch in loader:
+            yield encode_batch(encoder, batch)
