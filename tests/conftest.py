@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +133,39 @@ def reference_embeddings(
         unit(torch.cat(image_rows), dim=-1).numpy(),
         unit(torch.cat(text_rows), dim=-1).numpy(),
     )
+
+
+@pytest.fixture(scope="session")
+def textile_paths() -> list[Path]:
+    """The 2,000 simulated textile JPEGs of conformal-clip-data, in a fixed order."""
+    import conformal_clip_data
+
+    root = conformal_clip_data.textile_simulated_root()
+    return sorted(root.rglob("*.jpg"))
+
+
+def bad_inputs() -> dict[str, bytes]:
+    """One file for each way an input can be unusable."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    bomb = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(bomb, "PNG")
+    return {
+        "zero.jpg": b"",
+        "text.jpg": b"just some text, not an image\n",
+        "truncated.jpg": jpeg[: len(jpeg) // 3],
+        "bomb.png": bomb.getvalue(),
+    }
+
+
+def make_collection(folder: Path, images: list[Path], with_bad: bool = False) -> Path:
+    """A directory of copied images (in nested folders), optionally with bad inputs."""
+    for index, source in enumerate(images):
+        target = folder / f"group{index % 3}" / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    if with_bad:
+        for name, content in bad_inputs().items():
+            (folder / name).write_bytes(content)
+    return folder

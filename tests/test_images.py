@@ -50,10 +50,11 @@ def test_text_file_is_not_an_image(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
-def test_truncated_jpeg(photos: dict[str, Image.Image]) -> None:
-    data = encoded(photos["coffee"], "JPEG", quality=90)
+@pytest.mark.parametrize("size", [(600, 400), (64, 64)])  # cut in the pixels / in the header
+def test_truncated_jpeg(photos: dict[str, Image.Image], size: tuple[int, int]) -> None:
+    data = encoded(photos["coffee"].resize(size), "JPEG", quality=90)
     with pytest.raises(ImageDecodeError) as info:
-        decode_image(data[: len(data) // 2], "coffee-cut.jpg")
+        decode_image(data[: len(data) // 3], "coffee-cut.jpg")
     assert info.value.reason is DecodeFailure.TRUNCATED
     assert "coffee-cut.jpg" in str(info.value)
 

@@ -60,7 +60,7 @@ def decode_image(
     except Image.DecompressionBombError as err:
         raise ImageDecodeError(source, DecodeFailure.TOO_LARGE, str(err)) from err
     except Exception as err:  # Pillow's parsers raise many types on hostile headers
-        raise ImageDecodeError(source, DecodeFailure.UNREADABLE, _describe(err)) from err
+        raise ImageDecodeError(source, _classify(err), _describe(err)) from err
     width, height = image.size
     if width * height > max_pixels:
         raise ImageDecodeError(
@@ -71,11 +71,8 @@ def decode_image(
     try:
         image.load()
         return to_rgb(ImageOps.exif_transpose(image))
-    except OSError as err:
-        reason = DecodeFailure.TRUNCATED if _is_truncation(err) else DecodeFailure.UNREADABLE
-        raise ImageDecodeError(source, reason, _describe(err)) from err
     except Exception as err:  # as above: decoders fail in many ways on corrupt data
-        raise ImageDecodeError(source, DecodeFailure.UNREADABLE, _describe(err)) from err
+        raise ImageDecodeError(source, _classify(err), _describe(err)) from err
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -107,9 +104,13 @@ def _grey_to_rgb(levels: np.ndarray) -> Image.Image:
     return Image.fromarray(levels.astype(np.uint8), mode="L").convert("RGB")
 
 
-def _is_truncation(err: OSError) -> bool:
+def _classify(err: Exception) -> DecodeFailure:
+    """Truncation shows up as an OSError while opening (small files) or loading (large)."""
     text = str(err).lower()
-    return "truncated" in text or "broken data stream" in text or "premature end" in text
+    cut = ("truncated", "broken data stream", "premature end")
+    if isinstance(err, OSError) and any(marker in text for marker in cut):
+        return DecodeFailure.TRUNCATED
+    return DecodeFailure.UNREADABLE
 
 
 def _describe(err: BaseException) -> str:
