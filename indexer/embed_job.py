@@ -161,7 +161,9 @@ def _batches(
     if config.engine is Engine.RAY:
         from indexer.engine_ray import run_ray  # Ray is imported only when asked for
 
-        return run_ray(pending, decoder, config.model, config.batch_size, config.ray_address)
+        return run_ray(
+            pending, decoder, config.model, encoder.info, config.batch_size, config.ray_address
+        )
     return run_local(pending, decoder, encoder, config.batch_size, config.workers)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import ray
 import torch
 
-from clipsearch.encoder import ClipEncoder, DecodeFailure, ModelSpec, load_encoder
+from clipsearch.encoder import ClipEncoder, DecodeFailure, EncoderInfo, ModelSpec, load_encoder
 from indexer.decode import DecodedItem, Decoder
 from indexer.encoded import EncodedBatch
 from indexer.plan import PlannedItem
@@ -57,6 +57,7 @@ class _DecodeTask:
             "height": np.array([i.height for i in decoded], dtype=np.int32),
         }
         for name in _TEXT_FIELDS:
+            # "" stands for None: all-None columns would get a different Arrow type per block.
             columns[name] = np.array([_text(getattr(i, name)) for i in decoded], dtype=object)
         return columns
 
@@ -88,10 +89,12 @@ def run_ray(
     items: list[PlannedItem],
     decoder: Decoder,
     spec: ModelSpec,
+    info: EncoderInfo,
     batch_size: int,
     address: str | None,
     actors: int | None = None,
 ) -> Iterator[EncodedBatch]:
+    """Encoded batches in item order; `info` describes the model the actors will load."""
     if not items:
         return
     if not ray.is_initialized():
@@ -101,21 +104,23 @@ def run_ray(
     context.enable_progress_bars = False
     gpus = int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
     pool = actors or max(1, gpus)
-    probe = load_encoder(spec)  # the shapes the tasks must produce
-    height, width = probe.info.preprocess.size
-    task = _DecodeTask(decoder, items, (3, height, width), probe.info.context_length)
-    del probe
+    height, width = info.preprocess.size
+    task = _DecodeTask(decoder, items, (3, height, width), info.context_length)
     dataset = (
         ray.data.range(len(items))
         .rename_columns({"id": "position"})
-        .map_batches(task, batch_size=batch_size, batch_format="numpy")
+        # Decoding takes whole CPUs in stateless tasks; the encoders a GPU each (or a part of
+        # a CPU beside torch's own threads). Different resources keep Ray from fusing the two
+        # stages, which would decode inside the encoder actors.
+        .map_batches(task, batch_size=batch_size, batch_format="numpy", num_cpus=1)
         .map_batches(
             _EncodeActor,
             fn_constructor_args=(spec,),
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=pool,
+            compute=ray.data.ActorPoolStrategy(size=pool),
             num_gpus=1 if gpus else 0,
+            num_cpus=0 if gpus else 0.5,
         )
     )
     for batch in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):
@@ -133,11 +138,11 @@ def _to_encoded(batch: Columns) -> EncodedBatch:
                 tokens=None,
                 width=int(batch["width"][row]),
                 height=int(batch["height"][row]),
-                content_hash=batch["content_hash"][row] or "",
-                caption=batch["caption"][row],
-                metadata=batch["metadata"][row],
+                content_hash=str(batch["content_hash"][row]),
+                caption=_none_if_empty(batch["caption"][row]),
+                metadata=_none_if_empty(batch["metadata"][row]),
                 failure=DecodeFailure(failure) if failure else None,
-                detail=batch["detail"][row] or "",
+                detail=str(batch["detail"][row]),
             )
         )
     decoded = batch["decoded"].astype(bool)
@@ -150,5 +155,10 @@ def _to_encoded(batch: Columns) -> EncodedBatch:
     )
 
 
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _none_if_empty(value: str) -> str | None:
+    """Inverse of _text; lossless because empty captions and metadata are None already."""
+    return value or None
