@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv demo test lint typecheck unit clean
+.PHONY: venv demo test lint typecheck unit clean bench-embed
 
 venv: $(STAMP)
 
@@ -31,6 +31,9 @@ unit: venv
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+bench-embed: venv
+	$(BIN)/python -m bench.embed_pipeline
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

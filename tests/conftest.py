@@ -159,12 +159,17 @@ def bad_inputs() -> dict[str, bytes]:
     }
 
 
+def collection_path(folder: Path, index: int, image: Path) -> Path:
+    """Where make_collection puts the index-th image (class folders reuse file names)."""
+    return folder / f"group{index % 3}" / f"{image.parent.name}-{image.name}"
+
+
 def make_collection(folder: Path, images: list[Path], with_bad: bool = False) -> Path:
     """A directory of copied images (in nested folders), optionally with bad inputs."""
-    for index, source in enumerate(images):
-        target = folder / f"group{index % 3}" / source.name
+    for index, image in enumerate(images):
+        target = collection_path(folder, index, image)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        shutil.copyfile(image, target)
     if with_bad:
         for name, content in bad_inputs().items():
             (folder / name).write_bytes(content)

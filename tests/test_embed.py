@@ -19,7 +19,7 @@ from indexer.ids import item_id
 from indexer.manifest import FileKind, ManifestError, read_manifest
 from indexer.shards import collection_state, live_errors, read_vectors
 from indexer.sources import SourceSpec
-from tests.conftest import TINY, bad_inputs, make_collection
+from tests.conftest import TINY, bad_inputs, collection_path, make_collection
 
 TINY_ARGS = ["--model", TINY, "--pretrained", "none", "--quiet"]
 FP16_TOLERANCE = 2e-3
@@ -55,8 +55,9 @@ def test_embeds_every_image_and_records_every_bad_input(
     tmp_path: Path, textile_paths: list[Path], tiny_encoder: ClipEncoder
 ) -> None:
     source = make_collection(tmp_path / "src", textile_paths[:40], with_bad=True)
-    (source / "group0" / textile_paths[0].with_suffix(".txt").name).write_text("a woven textile\n")
-    (source / "group0" / textile_paths[0].with_suffix(".json").name).write_text('{"cls": 1}')
+    first_path = collection_path(source, 0, textile_paths[0])
+    first_path.with_suffix(".txt").write_text("a woven textile\n")
+    first_path.with_suffix(".json").write_text('{"cls": 1}')
     out = tmp_path / "shards"
 
     code = embed(source, out, "--shard-size", "16", "--batch-size", "8", "--workers", "2")
@@ -65,7 +66,7 @@ def test_embeds_every_image_and_records_every_bad_input(
     rows = live_rows(out)
     assert len(rows) == 40
     assert all(row["id"] == item_id(uri) for uri, row in rows.items())
-    first = rows[str(source / "group0" / textile_paths[0].name)]
+    first = rows[str(first_path)]
     assert first["caption"] == "a woven textile"
     assert json.loads(first["metadata"]) == {"cls": 1}
     assert (first["width"], first["height"]) == (250, 250)
@@ -119,7 +120,7 @@ def test_rerun_embeds_only_new_and_changed_and_records_deletions(
     rows = live_rows(out)
     assert len(rows) == 34
     assert str(files[0]) not in rows
-    assert str(source / "more" / "group0" / textile_paths[30].name) in rows
+    assert str(collection_path(source / "more", 0, textile_paths[30])) in rows
     assert rows[str(changed)]["content_hash"] != first_hashes[str(changed)]
     ids = [r["id"] for r in rows.values()]
     assert len(set(ids)) == len(ids)
@@ -192,3 +193,22 @@ def test_leftovers_of_a_crash_are_removed(tmp_path: Path, textile_paths: list[Pa
     summary = run_embed(config(source, out))
     assert summary.unchanged == 5
     assert not (out / ".tmp-abc.parquet").exists() and not (out / "part-00042.parquet").exists()
+
+
+def test_fsspec_urls_work_end_to_end(tmp_path: Path, textile_paths: list[Path]) -> None:
+    """fsspec's in-memory filesystem stands in for a remote store: uris stay URLs."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for path in textile_paths[:3]:
+        fs.pipe(f"/bucket/photos/{path.name}", path.read_bytes())
+    fs.pipe("/bucket/photos/broken.jpg", b"nope")
+    out = tmp_path / "shards"
+    try:
+        spec = ModelSpec(TINY, "none")
+        source = SourceSpec("memory://bucket/photos")
+        summary = run_embed(EmbedConfig(source, out, spec, workers=0, quiet=True))
+    finally:
+        fs.rm("/bucket", recursive=True)
+    assert summary.embedded == 3 and sum(summary.skipped.values()) == 1
+    assert all(uri.startswith("memory://") for uri in live_rows(out))

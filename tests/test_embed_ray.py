@@ -14,7 +14,7 @@ from indexer.embed_job import EmbedConfig, EmbedSummary, Engine, run_embed
 from indexer.manifest import FileKind, read_manifest
 from indexer.shards import live_errors
 from indexer.sources import SourceSpec
-from tests.conftest import TINY, make_collection
+from tests.conftest import TINY, collection_path, make_collection
 
 ray = pytest.importorskip("ray")
 
@@ -41,7 +41,7 @@ def test_ray_and_local_engines_agree(
     local_ray: None, tmp_path: Path, textile_paths: list[Path]
 ) -> None:
     source = make_collection(tmp_path / "src", textile_paths[:24], with_bad=True)
-    (source / "group1" / textile_paths[1].with_suffix(".txt").name).write_text("a caption")
+    collection_path(source, 1, textile_paths[1]).with_suffix(".txt").write_text("a caption")
     spec = ModelSpec(TINY, "none", device="cpu")
 
     def run(engine: Engine, out: Path, batch_size: int = 8) -> EmbedSummary:

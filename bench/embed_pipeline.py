@@ -1,0 +1,156 @@
+"""How close `clipsearch embed` comes to the unavoidable work, and whether its memory is flat.
+
+Run: .venv/bin/python -m bench.embed_pipeline  (or `make bench-embed`)
+
+Part 1, on the 2,000 JPEGs of conformal-clip-data with a random-init model (ViT-B-32 by
+default), measured side by side in one run:
+  t_decode  read + decode + preprocess alone, per image, in this process
+  t_model   the model alone on pre-made tensors at the same batch size, per image
+  pipeline  `clipsearch embed` end to end (fresh output folder), images/s
+  efficiency = pipeline images/s x (t_decode + t_model); 1.0 means the pipeline adds
+  nothing over doing the two steps back to back, above 1.0 means overlap wins time back.
+
+Part 2: peak resident memory of the whole job (main process and its decode workers),
+sampled every 50 ms, for collections of growing size built by repeating the set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import conformal_clip_data
+import torch
+
+from clipsearch.encoder import ModelSpec, load_encoder
+from indexer.decode import Decoder
+from indexer.embed_job import EmbedConfig, run_embed
+from indexer.ids import item_id
+from indexer.plan import PlannedItem
+from indexer.sources import Reader, SourceSpec, list_source
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--model-images", type=int, default=256, help="images for t_model")
+    parser.add_argument(
+        "--memory-sizes", default="2000,10000,20000", help="collection sizes for part 2 ('' skips)"
+    )
+    parser.add_argument("--memory-model", default="clipsearch-tiny")
+    args = parser.parse_args(argv)
+    source = str(conformal_clip_data.textile_simulated_root())
+    efficiency(source, args)
+    sizes = [int(s) for s in args.memory_sizes.split(",") if s]
+    if sizes:
+        memory(source, sizes, args)
+    return 0
+
+
+def efficiency(source: str, args: argparse.Namespace) -> None:
+    spec = ModelSpec(args.model, "none", device="cpu")
+    encoder = load_encoder(spec)
+    items = [PlannedItem(item_id(i.uri), i) for i in list_source(SourceSpec(source))]
+    decoder = Decoder(encoder.transform, None, 89_478_485)
+    print(
+        f"{len(items)} images, {args.model} random init, batch {args.batch_size}, "
+        f"{args.workers} decode workers, {torch.get_num_threads()} torch threads"
+    )
+
+    reader = Reader()
+    started = time.perf_counter()
+    tensors = [decoder(n, item, reader).pixels for n, item in enumerate(items)]
+    t_decode = (time.perf_counter() - started) / len(items)
+
+    batch = torch.stack(tensors[: args.batch_size])  # type: ignore[misc]
+    encoder.encode_pixels(batch)  # warm-up
+    batches = max(1, args.model_images // args.batch_size)
+    started = time.perf_counter()
+    for _ in range(batches):
+        encoder.encode_pixels(batch)
+    t_model = (time.perf_counter() - started) / (batches * args.batch_size)
+    del tensors
+
+    with tempfile.TemporaryDirectory() as out:
+        config = EmbedConfig(
+            SourceSpec(source), Path(out), spec, batch_size=args.batch_size,
+            workers=args.workers, quiet=True,
+        )  # fmt: skip
+        summary = run_embed(config)
+    # The job's clock includes loading the model and listing the source: a conservative figure.
+    throughput = summary.images_per_second
+    ideal = 1.0 / (t_decode + t_model)
+    print(f"  t_decode  {t_decode * 1e3:8.2f} ms/image  ({1 / t_decode:7.1f} images/s)")
+    print(f"  t_model   {t_model * 1e3:8.2f} ms/image  ({1 / t_model:7.1f} images/s)")
+    print(f"  back to back (ideal sequential) {ideal:7.1f} images/s")
+    print(f"  clipsearch embed                {throughput:7.1f} images/s")
+    print(f"  pipeline efficiency = {throughput / ideal:.3f}  (target >= 0.95)")
+
+
+def memory(source: str, sizes: list[int], args: argparse.Namespace) -> None:
+    images = sorted(Path(source).rglob("*.jpg"))
+    print(f"peak memory of `clipsearch embed` ({args.memory_model}, {args.workers} workers)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            folder = Path(tmp) / f"collection-{size}"
+            for n in range(size):  # repeats of the set, each a distinct uri (symlinks)
+                image = images[n % len(images)]
+                link = folder / f"copy{n // len(images):03d}" / f"{image.parent.name}-{image.name}"
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(image)
+            command = [
+                sys.executable, "-m", "clipsearch.cli", "--log-level", "WARNING", "embed",
+                str(folder), "--out", str(Path(tmp) / f"out-{size}"), "--model",
+                args.memory_model, "--pretrained", "none", "--quiet",
+                "--workers", str(args.workers), "--batch-size", str(args.batch_size),
+            ]  # fmt: skip
+            started = time.perf_counter()
+            peak = peak_rss_mb(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+            seconds = time.perf_counter() - started
+            print(f"  {size:7d} images: peak {peak:7.1f} MB  ({size / seconds:6.1f} images/s)")
+
+
+def peak_rss_mb(process: subprocess.Popen[bytes]) -> float:
+    """Sum of resident memory of a process and its descendants, sampled until it exits."""
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, tree_rss_kb(process.pid))
+        time.sleep(0.05)
+    if process.returncode != 0:
+        raise RuntimeError(f"embed failed with exit status {process.returncode}")
+    return peak / 1024
+
+
+def tree_rss_kb(root: int) -> int:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        pid = int(entry.name)
+        children.setdefault(int(fields["PPid"]), []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack += children.get(pid, [])
+    return total
+
+
+if __name__ == "__main__":
+    sys.exit(main())
