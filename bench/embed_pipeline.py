@@ -10,8 +10,9 @@ default), measured side by side in one run:
   efficiency = pipeline images/s x (t_decode + t_model); 1.0 means the pipeline adds
   nothing over doing the two steps back to back, above 1.0 means overlap wins time back.
 
-Part 2: peak resident memory of the whole job (main process and its decode workers),
-sampled every 50 ms, for collections of growing size built by repeating the set.
+Part 2: peak memory (PSS, so pages shared by forked workers count once) of the whole
+job, main process and decode workers, sampled every 50 ms, for collections of growing
+size built by repeating the set.
 """
 
 from __future__ import annotations
@@ -120,36 +121,44 @@ def memory(source: str, sizes: list[int], args: argparse.Namespace) -> None:
 
 
 def peak_rss_mb(process: subprocess.Popen[bytes]) -> float:
-    """Sum of resident memory of a process and its descendants, sampled until it exits."""
+    """Peak of the summed memory of a process and its descendants, sampled until it exits."""
     peak = 0
     while process.poll() is None:
-        peak = max(peak, tree_rss_kb(process.pid))
+        peak = max(peak, tree_pss_kb(process.pid))
         time.sleep(0.05)
     if process.returncode != 0:
         raise RuntimeError(f"embed failed with exit status {process.returncode}")
     return peak / 1024
 
 
-def tree_rss_kb(root: int) -> int:
+def tree_pss_kb(root: int) -> int:
+    """Proportional set size of a process tree: pages shared by forked workers count once."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        pid = int(entry.name)
-        children.setdefault(int(fields["PPid"]), []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
     total, stack = 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        total += _pss_kb(pid)
         stack += children.get(pid, [])
     return total
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
 
 
 if __name__ == "__main__":

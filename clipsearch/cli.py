@@ -8,9 +8,10 @@ import sys
 
 from clipsearch.commands import encode, models
 from clipsearch.errors import ClipsearchError
+from indexer import build_cli
 from indexer import cli as indexer_cli
 
-COMMANDS = (models, encode, indexer_cli)
+COMMANDS = (models, encode, indexer_cli, build_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,13 +21,13 @@ from clipsearch.encoder import (
     ModelSpec,
     load_encoder,
 )
-from clipsearch.errors import ClipsearchError
 from clipsearch.version import VERSION
 from indexer.atomic import remove_temporary_files
 from indexer.commit import ShardCommitter
 from indexer.decode import Decoder
 from indexer.encoded import EncodedBatch
 from indexer.engine_local import run_local
+from indexer.lock import exclusive
 from indexer.manifest import (
     EmbeddingFormat,
     Manifest,
@@ -95,14 +93,10 @@ class EmbedSummary:
         return "\n".join(lines)
 
 
-class LockedError(ClipsearchError):
-    """Another embed job is writing to the same folder."""
-
-
 def run_embed(config: EmbedConfig) -> EmbedSummary:
     started = time.monotonic()
     config.out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(config.out):
+    with exclusive(config.out, "embed"):
         encoder = load_encoder(config.model)
         manifest = _open_collection(config, _format_of(encoder, config))
         state = collection_state(config.out, manifest)
@@ -198,16 +192,6 @@ def _open_collection(config: EmbedConfig, fmt: EmbeddingFormat) -> Manifest:
             "model and flags the collection was made with."
         )
     return manifest
-
-
-@contextmanager
-def _exclusive(folder: Path) -> Iterator[None]:
-    with open(folder / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            raise LockedError(f"{folder}: another clipsearch embed is writing here") from err
-        yield
 
 
 def _now() -> str:

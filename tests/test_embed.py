@@ -14,8 +14,9 @@ import pytest
 
 from clipsearch.cli import main
 from clipsearch.encoder import ClipEncoder, ModelSpec
-from indexer.embed_job import EmbedConfig, LockedError, run_embed
+from indexer.embed_job import EmbedConfig, run_embed
 from indexer.ids import item_id
+from indexer.lock import LockedError
 from indexer.manifest import FileKind, ManifestError, read_manifest
 from indexer.shards import collection_state, live_errors, read_vectors
 from indexer.sources import SourceSpec

@@ -1,0 +1,138 @@
+"""`clipsearch build` and `clipsearch versions`: the command line of the index builder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from indexer.build_job import DEFAULT_BUDGET, BuildConfig, run_build
+from indexer.embed_job import Engine
+from indexer.index_plan import parse_size
+from indexer.index_version import IndexManifest, current_version
+from indexer.plot import plot_curve
+from indexer.publish import list_versions, switch_current
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    build = subparsers.add_parser(
+        "build",
+        help="build a FAISS index from Parquet shards and publish it as a new version",
+        description="Build a FAISS index over the current rows of SHARDS_DIR, measure its "
+        "recall against exact search, and publish it atomically as a new version under --out "
+        "(a server watching --out switches to it). A failed or interrupted build leaves the "
+        "current version untouched.",
+    )
+    build.add_argument("shards", type=Path, help="the folder `clipsearch embed` wrote")
+    build.add_argument("--out", type=Path, required=True, help="the index folder")
+    build.add_argument(
+        "--memory-budget",
+        type=parse_size,
+        default=DEFAULT_BUDGET,
+        help="RAM the index may take, e.g. 512M or 4G (default: 4G); the float16 vectors used "
+        "for re-ranking are memory-mapped from disk and not counted",
+    )
+    build.add_argument(
+        "--index-factory", help="a FAISS factory string instead of the planned index"
+    )
+    build.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.95,
+        help="the recall@10 the default search setting must reach (default: 0.95)",
+    )
+    build.add_argument(
+        "--add",
+        action="store_true",
+        help="extend the current version with new shards (and drop deleted or changed "
+        "images) instead of rebuilding",
+    )
+    build.add_argument(
+        "--on-disk",
+        action="store_true",
+        help="keep the inverted lists in a memory-mapped file (for indexes larger than RAM)",
+    )
+    build.add_argument(
+        "--engine",
+        type=Engine,
+        choices=list(Engine),
+        default=Engine.LOCAL,
+        help="ray: add vectors in parallel Ray tasks and merge into an on-disk index",
+    )
+    build.add_argument("--ray-address", help="with --engine ray: the cluster to join")
+    build.add_argument(
+        "--keep-versions", type=int, default=3, help="versions to keep for rollback (default: 3)"
+    )
+    build.add_argument(
+        "--eval-queries",
+        type=int,
+        default=1000,
+        help="collection vectors used as queries to measure recall (default: 1000)",
+    )
+    build.add_argument("--plot", type=Path, help="draw recall against queries/s to this PNG")
+    build.set_defaults(run=run_build_command)
+
+    versions = subparsers.add_parser(
+        "versions",
+        help="list index versions, or switch the served version (rollback)",
+        description="List the versions in an index folder with their recall, or make another "
+        "version current with --use (servers watching the folder switch to it).",
+    )
+    versions.add_argument("index", type=Path, help="the index folder")
+    versions.add_argument("--use", metavar="VERSION", help="make this version current")
+    versions.set_defaults(run=run_versions_command)
+
+
+def run_build_command(args: argparse.Namespace) -> int:
+    config = BuildConfig(
+        shards=args.shards,
+        out=args.out,
+        memory_budget=args.memory_budget,
+        index_factory=args.index_factory,
+        target_recall=args.target_recall,
+        add=args.add,
+        on_disk=args.on_disk,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        keep_versions=args.keep_versions,
+        eval_queries=args.eval_queries,
+    )
+    result = run_build(config)
+    print(describe(result.manifest))
+    print(f"published {result.path} (+{result.added} rows, -{result.removed} rows)")
+    if args.plot:
+        plot_curve(result.manifest, args.plot)
+        print(f"recall curve drawn to {args.plot}")
+    return 0
+
+
+def run_versions_command(args: argparse.Namespace) -> int:
+    if args.use:
+        switch_current(args.index, args.use)
+        print(f"{args.index}: now serving {args.use}")
+        return 0
+    current = current_version(args.index)
+    for name in list_versions(args.index):
+        manifest = IndexManifest.from_json(
+            (args.index / "versions" / name / "manifest.json").read_text()
+        )
+        mark = "*" if current is not None and current.name == name else " "
+        reached = manifest.reached
+        recall = f"recall@10 {reached.recall_at_10:.3f}" if reached else ""
+        print(f"{mark} {name}  {manifest.created}  {manifest.count:>10,} vectors  {recall}")
+    return 0
+
+
+def describe(manifest: IndexManifest) -> str:
+    lines = [
+        f"{manifest.version}: {manifest.factory} over {manifest.count:,} vectors "
+        f"({manifest.model}/{manifest.pretrained}, {manifest.dim}-d), "
+        f"built in {manifest.build_seconds:.1f} s",
+        f"{'nprobe':>7} {'recall@1':>9} {'recall@10':>10} {'queries/s':>10}",
+    ]
+    for p in manifest.recall_curve:
+        mark = " <- default" if p.nprobe == manifest.default_nprobe else ""
+        lines.append(
+            f"{p.nprobe:>7} {p.recall_at_1:>9.3f} {p.recall_at_10:>10.3f} "
+            f"{p.queries_per_second:>10.0f}{mark}"
+        )
+    return "\n".join(lines)
