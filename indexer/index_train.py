@@ -50,8 +50,9 @@ def new_index(factory: str, dim: int) -> faiss.Index:
 def _bound_opq_training(index: faiss.Index) -> None:
     if not isinstance(index, faiss.IndexPreTransform):
         return
-    for position in range(index.chain.size()):
-        transform = faiss.downcast_VectorTransform(index.chain.at(position))
+    chain = index.chain  # a SWIG vector at run time, whatever faiss's stubs say
+    for position in range(chain.size()):  # type: ignore[attr-defined]
+        transform = faiss.downcast_VectorTransform(chain.at(position))  # type: ignore[attr-defined]
         if isinstance(transform, faiss.OPQMatrix):
             transform.niter = OPQ_ITERATIONS
             transform.max_train_points = OPQ_MAX_TRAIN_POINTS

@@ -52,7 +52,7 @@ def write_synthetic_shards(
                 "content_hash": [""] * n,
                 "stamp": ["s"] * n,
                 "caption": [f"caption of {u}" for u in names],
-                "metadata": ['{"n": %d}' % (first + start + i) for i in range(n)],
+                "metadata": [f'{{"n": {first + start + i}}}' for i in range(n)],
             },
             schema=embeddings_schema(fmt),
         )
