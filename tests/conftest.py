@@ -174,3 +174,12 @@ def make_collection(folder: Path, images: list[Path], with_bad: bool = False) ->
         for name, content in bad_inputs().items():
             (folder / name).write_bytes(content)
     return folder
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """A real Ray instance on this machine, shared by the tests that need one."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +14,6 @@ from indexer.manifest import FileKind, read_manifest
 from indexer.shards import live_errors
 from indexer.sources import SourceSpec
 from tests.conftest import TINY, collection_path, make_collection
-
-ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def table_of(out: Path) -> dict[int, dict[str, object]]:
