@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 from clipsearch.encoder import DecodeFailure
 from indexer.encoded import EncodedBatch
 from indexer.manifest import EmbeddingFormat, FileKind, Manifest, write_manifest
+from indexer.memory import release_free_memory
 from indexer.plan import PlannedItem
 from indexer.shards import (
     DELETIONS_SCHEMA,
@@ -42,7 +44,7 @@ class ShardCommitter:
         self,
         folder: Path,
         manifest: Manifest,
-        pending: list[PlannedItem],
+        pending: Sequence[PlannedItem],
         shard_size: int,
         run: int,
     ) -> None:
@@ -87,6 +89,7 @@ class ShardCommitter:
         self._commit([(FileKind.EMBEDDINGS, parts), (FileKind.ERRORS, errors)])
         self._done += sum(len(b.items) for b in batches)
         self.shards_written += 1
+        release_free_memory()
 
     def _commit(self, tables: list[tuple[FileKind, pa.Table]]) -> None:
         seq = self.manifest.next_seq

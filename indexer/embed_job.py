@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -148,7 +148,7 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
 
 
 def _batches(
-    pending: list[PlannedItem], encoder: ClipEncoder, config: EmbedConfig
+    pending: Sequence[PlannedItem], encoder: ClipEncoder, config: EmbedConfig
 ) -> Iterator[EncodedBatch]:
     tokenizer = encoder.tokenizer if config.embed_captions else None
     decoder = Decoder(encoder.transform, tokenizer, config.max_pixels)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial
 
 import torch
@@ -11,14 +11,16 @@ from torch.utils.data import DataLoader, Dataset
 from clipsearch.encoder import ClipEncoder
 from indexer.decode import DecodedItem, Decoder, collate
 from indexer.encoded import EncodedBatch, encode_batch
+from indexer.memory import release_free_memory
 from indexer.plan import PlannedItem
 from indexer.sources import Reader
 
 PREFETCH_BATCHES_PER_WORKER = 4
+TRIM_EVERY_ITEMS = 512
 
 
 class _PendingItems(Dataset[DecodedItem]):
-    def __init__(self, items: list[PlannedItem], decoder: Decoder) -> None:
+    def __init__(self, items: Sequence[PlannedItem], decoder: Decoder) -> None:
         self.items = items
         self.decoder = decoder
         self._reader: Reader | None = None  # one per worker process, made on first use
@@ -29,11 +31,13 @@ class _PendingItems(Dataset[DecodedItem]):
     def __getitem__(self, position: int) -> DecodedItem:
         if self._reader is None:
             self._reader = Reader()
+        if position % TRIM_EVERY_ITEMS == 0:
+            release_free_memory()
         return self.decoder(position, self.items[position], self._reader)
 
 
 def run_local(
-    items: list[PlannedItem],
+    items: Sequence[PlannedItem],
     decoder: Decoder,
     encoder: ClipEncoder,
     batch_size: int,

@@ -7,7 +7,7 @@ engine does, so the files, the manifest and resumability are the same.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +31,7 @@ class _DecodeTask:
     """Ray Data callable: positions to decoded columns (zero pixels where decoding failed)."""
 
     decoder: Decoder
-    items: list[PlannedItem]
+    items: Sequence[PlannedItem]
     pixel_shape: tuple[int, ...]
     context_length: int
 
@@ -86,7 +86,7 @@ class _EncodeActor:
 
 
 def run_ray(
-    items: list[PlannedItem],
+    items: Sequence[PlannedItem],
     decoder: Decoder,
     spec: ModelSpec,
     info: EncoderInfo,

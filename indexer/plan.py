@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from clipsearch.errors import ClipsearchError
 from indexer.ids import item_id
+from indexer.packed import PackedList
 from indexer.shards import LiveItem
 from indexer.sources import SourceItem
 
@@ -23,7 +24,7 @@ class PlannedItem:
 
 @dataclass(frozen=True)
 class EmbedPlan:
-    pending: list[PlannedItem]  # new or changed, in source order
+    pending: PackedList[PlannedItem]  # new or changed, in source order
     new: int
     changed: int
     unchanged: int
@@ -34,7 +35,7 @@ class EmbedPlan:
 def plan_embedding(listing: Iterable[SourceItem], state: Mapping[int, LiveItem]) -> EmbedPlan:
     """Compare the source with the collection's state; nothing here touches files."""
     seen: dict[int, str] = {}
-    pending: list[PlannedItem] = []
+    pending: PackedList[PlannedItem] = PackedList()
     new = changed = unchanged = duplicates = 0
     for item in listing:
         key = item_id(item.uri)
@@ -54,4 +55,5 @@ def plan_embedding(listing: Iterable[SourceItem], state: Mapping[int, LiveItem])
             changed += 1
         pending.append(PlannedItem(key, item))
     deleted = [live for key, live in state.items() if key not in seen]
+    pending.freeze()
     return EmbedPlan(pending, new, changed, unchanged, duplicates, deleted)

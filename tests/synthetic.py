@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from bench.synthetic import ClipLikeSpace
 from clipsearch.version import VERSION
 from indexer.ids import item_id
 from indexer.manifest import EmbeddingFormat, FileKind, Manifest, write_manifest
@@ -15,13 +16,7 @@ from indexer.shards import embeddings_schema, vector_column, write_shard_file
 
 def clustered_vectors(n: int, dim: int, clusters: int = 64, seed: int = 0) -> np.ndarray:
     """Unit vectors with structure: a shared mean direction, a decaying spectrum, clusters."""
-    rng = np.random.default_rng(seed)
-    spectrum = 1.0 / np.sqrt(1.0 + np.arange(dim))
-    centres = rng.standard_normal((clusters, dim)) * spectrum
-    mean = rng.standard_normal(dim) * spectrum * 2
-    labels = rng.integers(0, clusters, n)
-    x = mean + centres[labels] + 0.5 * rng.standard_normal((n, dim)) * spectrum
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return ClipLikeSpace(dim, clusters, seed).images(n, seed)
 
 
 def format_for(dim: int) -> EmbeddingFormat:
