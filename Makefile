@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv demo test lint typecheck unit clean bench-embed
+.PHONY: venv demo test lint typecheck unit clean bench-embed bench-index
 
 venv: $(STAMP)
 
@@ -34,6 +34,16 @@ test: lint typecheck unit
 
 bench-embed: venv
 	$(BIN)/python -m bench.embed_pipeline
+
+# autofaiss 2.18 breaks on faiss >= 1.10, so it gets its own environment.
+AUTOFAISS_VENV := bench/.venv-autofaiss
+$(AUTOFAISS_VENV)/bin/autofaiss:
+	$(PYTHON) -m venv $(AUTOFAISS_VENV)
+	$(AUTOFAISS_VENV)/bin/pip install --quiet "faiss-cpu==1.9.0.post1" "autofaiss==2.18.0"
+
+BENCH_DIR ?= /tmp/clipsearch-bench-index
+bench-index: venv $(AUTOFAISS_VENV)/bin/autofaiss
+	$(BIN)/python -m bench.index_vs_autofaiss $(BENCH_DIR) --autofaiss-python $(AUTOFAISS_VENV)/bin/python
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

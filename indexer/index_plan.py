@@ -2,12 +2,12 @@
 
 The figures follow the FAISS wiki's guidelines ("Guidelines to choose an index",
 "Indexing 1M vectors"): exact search while a query can afford to scan everything;
-otherwise IVF with nlist between 4*sqrt(N) and 16*sqrt(N), an HNSW coarse quantizer once
-nlist reaches 2^16, 39 to 256 training points per list, and as much of the vector as
-the budget holds per entry.
-Training uses ~100 points per list. IVF candidates are re-ranked with exact float16
-vectors memory-mapped from disk, which do not count against the budget: that is what
-lifts recall past the quantisation ceiling, and restores exact inner-product scores.
+otherwise IVF with nlist near 4*sqrt(N) (the wiki says 4..16*sqrt(N)), an HNSW
+coarse quantizer once nlist reaches 2^14, 50 training points per list (the wiki: at
+least 39), and as much of the vector as the budget holds per entry. IVF candidates
+are re-ranked with exact float16 vectors memory-mapped from disk, which do not count
+against the budget: that is what lifts recall past the quantisation ceiling, and it
+restores exact inner-product scores.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from enum import StrEnum
 # Up to this many vectors a single-thread exact scan stays within a few milliseconds.
 EXACT_MAX_VECTORS = 50_000
 MIN_POINTS_PER_LIST = 39
-TARGET_POINTS_PER_LIST = 100
-HNSW_QUANTIZER_MIN_NLIST = 1 << 16
+TARGET_POINTS_PER_LIST = 50
+HNSW_QUANTIZER_MIN_NLIST = 1 << 14
 ID_BYTES = 8  # FAISS stores an int64 id beside every code
 DEFAULT_RERANK_CANDIDATES = 100
 
@@ -57,8 +57,13 @@ def parse_size(text: str) -> int:
 
 
 def choose_nlist(n: int) -> int:
-    """A power of two near 8*sqrt(N), kept within the wiki's 4..16*sqrt(N) and trainable."""
-    target = 8 * math.sqrt(n)
+    """A power of two near 4*sqrt(N), the low end of the wiki's 4..16*sqrt(N).
+
+    The low end keeps k-means affordable on a CPU (its cost grows with nlist times the
+    training points, themselves proportional to nlist); fast-scan codes make the longer
+    lists cheap to scan.
+    """
+    target = 4 * math.sqrt(n)
     nlist = 1 << max(0, round(math.log2(target)))
     # Every list needs MIN_POINTS_PER_LIST training points, and there are only n vectors.
     while nlist > 1 and nlist * MIN_POINTS_PER_LIST > n:
@@ -78,7 +83,7 @@ def plan_index(n: int, dim: int, budget: int, on_disk: bool = False) -> IndexPla
         )  # fmt: skip
     nlist = choose_nlist(n)
     quantizer = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_MIN_NLIST else f"IVF{nlist}"
-    train = min(n, TARGET_POINTS_PER_LIST * nlist)  # >= MIN_POINTS_PER_LIST * nlist by choose_nlist
+    train = min(n, TARGET_POINTS_PER_LIST * nlist)  # >= MIN_POINTS_PER_LIST * nlist (choose_nlist)
     centroid_bytes = nlist * dim * 4 * (2 if nlist >= HNSW_QUANTIZER_MIN_NLIST else 1)
     per_vector = (budget - centroid_bytes) / n - ID_BYTES
     encodings = [("Flat", dim * 4), ("SQfp16", dim * 2), ("SQ8", dim)]

@@ -15,13 +15,13 @@ MB, GB = 1 << 20, 1 << 30
         (10_000, 768, 4 * GB, False, "Flat"),  # small: exact search
         (50_000, 1024, 4 * GB, False, "Flat"),
         (10_000, 768, 10 * MB, False, "IVF256,SQ8"),  # exact would not fit
-        (1_000_000, 768, 4 * GB, False, "IVF8192,Flat"),
-        (1_000_000, 768, 2 * GB, False, "IVF8192,SQfp16"),
-        (1_000_000, 768, 1 * GB, False, "IVF8192,SQ8"),
-        (1_000_000, 768, 100 * MB, False, "OPQ140_700,IVF8192,PQ140x4fs"),
-        (1_000_000, 768, 100 * MB, True, "OPQ68_748,IVF8192,PQ68"),  # on disk: 8-bit codes
-        (1_000_000, 1024, 100 * MB, False, "OPQ124_992,IVF8192,PQ124x4fs"),
-        (100_000_000, 768, 16 * GB, False, "OPQ256_768,IVF65536_HNSW32,PQ256x4fs"),
+        (1_000_000, 768, 4 * GB, False, "IVF4096,Flat"),
+        (1_000_000, 768, 2 * GB, False, "IVF4096,SQfp16"),
+        (1_000_000, 768, 1 * GB, False, "IVF4096,SQ8"),
+        (1_000_000, 768, 100 * MB, False, "OPQ152_760,IVF4096,PQ152x4fs"),
+        (1_000_000, 768, 100 * MB, True, "OPQ84_756,IVF4096,PQ84"),  # on disk: 8-bit codes
+        (1_000_000, 1024, 100 * MB, False, "OPQ160_960,IVF4096,PQ160x4fs"),
+        (100_000_000, 768, 16 * GB, False, "OPQ256_768,IVF32768_HNSW32,PQ256x4fs"),
         (60_000, 768, 8 * MB, False, "OPQ152_760,IVF1024,PQ152x4fs"),  # trainable nlist
     ],
 )
@@ -49,7 +49,7 @@ def test_too_small_a_budget_is_refused_with_advice() -> None:
 
 
 @pytest.mark.parametrize(
-    ("n", "nlist"), [(1_000, 16), (10_000, 256), (1_000_000, 8192), (10**8, 65536), (100, 2)]
+    ("n", "nlist"), [(1_000, 16), (10_000, 256), (1_000_000, 4096), (10**8, 32768), (100, 2)]
 )
 def test_nlist_follows_faiss_guidance(n: int, nlist: int) -> None:
     assert choose_nlist(n) == nlist

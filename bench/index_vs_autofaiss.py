@@ -1,0 +1,178 @@
+"""clipsearch's index builder against autofaiss, on the same vectors, in the same run.
+
+Run: make bench-index  (or: .venv/bin/python -m bench.index_vs_autofaiss WORKDIR)
+
+1. Writes N CLIP-like unit vectors (bench/synthetic.py) as clipsearch shards and as the
+   .npy files autofaiss reads, plus 1,000 image-like and 1,000 text-like queries (shifted
+   across a modality gap) with their exact top-10 neighbours.
+2. Builds both indexes at the same memory budget, each in its own process, timing it
+   and sampling its peak memory. autofaiss 2.18 needs faiss < 1.10, so it runs from its
+   own virtual environment (--autofaiss-python).
+3. Loads both indexes in this one process and sweeps their search knob, measuring
+   recall@10 and single-query single-thread queries/s on both query sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from bench.embed_pipeline import peak_rss_mb
+from bench.synthetic import ClipLikeSpace
+from indexer.index_version import IndexVersion, current_version
+
+K = 10
+QUERIES = 1000
+TIMED = 300
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--budget", default="100MB", help="memory budget for both builders")
+    parser.add_argument("--autofaiss-python", default="bench/.venv-autofaiss/bin/python")
+    parser.add_argument(
+        "--steps", default="prepare,clipsearch,autofaiss,compare", help="comma-separated"
+    )
+    args = parser.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    steps = args.steps.split(",")
+    if "prepare" in steps:
+        prepare(args.workdir, args.n, args.dim)
+    if "clipsearch" in steps:
+        build_clipsearch(args.workdir, args.budget)
+    if "autofaiss" in steps:
+        build_autofaiss(args.workdir, args.budget, args.autofaiss_python)
+    if "compare" in steps:
+        compare(args.workdir)
+    return 0
+
+
+def prepare(workdir: Path, n: int, dim: int) -> None:
+    from tests.synthetic import write_synthetic_shards
+
+    space = ClipLikeSpace(dim, clusters=1024, seed=0)
+    started = time.perf_counter()
+    vectors = space.images(n, seed=1)
+    (workdir / "embeddings").mkdir(exist_ok=True)
+    for part, start in enumerate(range(0, n, 250_000)):
+        np.save(workdir / "embeddings" / f"part-{part:03d}.npy", vectors[start : start + 250_000])
+    write_synthetic_shards(workdir / "shards", vectors, shard_size=50_000)
+    truth = {}
+    for kind, queries in (
+        ("image", space.images(QUERIES, 101)),
+        ("text", space.texts(QUERIES, 202)),
+    ):
+        np.save(workdir / f"queries-{kind}.npy", queries)
+        truth[kind] = exact_top_k(queries, vectors)
+        np.save(workdir / f"truth-{kind}.npy", truth[kind])
+    print(f"prepared {n:,} x {dim} vectors in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def exact_top_k(queries: np.ndarray, vectors: np.ndarray, batch: int = 100) -> np.ndarray:
+    rows = []
+    for start in range(0, len(queries), batch):
+        scores = queries[start : start + batch] @ vectors.T
+        top = np.argpartition(-scores, K, axis=1)[:, :K]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        rows.append(np.take_along_axis(top, order, axis=1))
+    return np.concatenate(rows)
+
+
+def build_clipsearch(workdir: Path, budget: str) -> None:
+    command = [
+        sys.executable, "-m", "clipsearch.cli", "--log-level", "WARNING", "build",
+        str(workdir / "shards"), "--out", str(workdir / "clipsearch-index"),
+        "--memory-budget", budget, "--target-recall", "0.98",
+    ]  # fmt: skip
+    _timed("clipsearch", command, workdir)
+
+
+def build_autofaiss(workdir: Path, budget: str, python: str) -> None:
+    (workdir / "autofaiss").mkdir(exist_ok=True)
+    command = [
+        python, "-m", "autofaiss", "build_index",
+        f"--embeddings={workdir / 'embeddings'}",
+        f"--index_path={workdir / 'autofaiss' / 'knn.index'}",
+        f"--index_infos_path={workdir / 'autofaiss' / 'infos.json'}",
+        f"--max_index_memory_usage={budget}", "--current_memory_available=16G",
+        "--metric_type=ip",
+    ]  # fmt: skip
+    _timed("autofaiss", command, workdir)
+
+
+def _timed(name: str, command: list[str], workdir: Path) -> None:
+    started = time.perf_counter()
+    with open(workdir / f"{name}-build.log", "w") as log:
+        peak = peak_rss_mb(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+    seconds = time.perf_counter() - started
+    (workdir / f"{name}-build.json").write_text(json.dumps({"seconds": seconds, "peak_mb": peak}))
+    print(f"{name}: built in {seconds:.0f} s, peak memory {peak:.0f} MB", flush=True)
+
+
+def compare(workdir: Path) -> None:
+    faiss.omp_set_num_threads(1)
+    queries = {k: np.load(workdir / f"queries-{k}.npy") for k in ("image", "text")}
+    truth = {k: np.load(workdir / f"truth-{k}.npy") for k in ("image", "text")}
+    path = current_version(workdir / "clipsearch-index")
+    assert path is not None
+    ours = IndexVersion(path)
+    theirs = faiss.read_index(str(workdir / "autofaiss" / "knn.index"))
+    n = ours.manifest.count
+    for name in ("clipsearch", "autofaiss"):
+        info = json.loads((workdir / f"{name}-build.json").read_text())
+        print(
+            f"{name:>10}: build {info['seconds']:.0f} s, build peak memory {info['peak_mb']:.0f} MB"
+        )
+    ram_ours = (path / "index.faiss").stat().st_size / n
+    ram_theirs = (workdir / "autofaiss" / "knn.index").stat().st_size / n
+    print(
+        f"bytes per vector in RAM: clipsearch {ram_ours:.1f} (+ float16 vectors on disk "
+        f"for re-ranking), autofaiss {ram_theirs:.1f}"
+    )
+    print(f"clipsearch index: {ours.manifest.factory}; autofaiss: {_factory(workdir)}")
+    for kind in ("image", "text"):
+        print(f"\n{kind}-like queries   knob   recall@10   queries/s (1 thread, 1 query)")
+        for nprobe in (4, 8, 16, 32, 64, 128):
+            recall, qps = _sweep(
+                lambda q, p=nprobe: ours.search(q, K, nprobe=p).rows, queries[kind], truth[kind]
+            )
+            print(f"  clipsearch     nprobe={nprobe:<4} {recall:9.3f} {qps:11.0f}", flush=True)
+        space = faiss.ParameterSpace()
+        for nprobe in (8, 16, 32, 64, 128, 256, 512):
+            space.set_index_parameters(theirs, f"nprobe={nprobe},efSearch={max(2 * nprobe, 16)}")
+
+            def search(q: np.ndarray) -> np.ndarray:
+                return theirs.search(q, K)[1]
+
+            recall, qps = _sweep(search, queries[kind], truth[kind])
+            print(f"  autofaiss      nprobe={nprobe:<4} {recall:9.3f} {qps:11.0f}", flush=True)
+
+
+def _sweep(search: object, queries: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    found = search(queries)  # type: ignore[operator]
+    recall = np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)])
+    started = time.perf_counter()
+    for query in queries[:TIMED]:
+        search(query[None, :])  # type: ignore[operator]
+    return float(recall), TIMED / (time.perf_counter() - started)
+
+
+def _factory(workdir: Path) -> str:
+    infos = workdir / "autofaiss" / "infos.json"
+    return json.loads(infos.read_text()).get("index_key", "?") if infos.exists() else "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
