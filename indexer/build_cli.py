@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from indexer.build_job import DEFAULT_BUDGET, BuildConfig, run_build
-from indexer.embed_job import Engine
+from indexer.engines import add_engine_arguments
 from indexer.index_plan import parse_size
 from indexer.index_version import IndexManifest, current_version
 from indexer.plot import plot_curve
@@ -51,14 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="keep the inverted lists in a memory-mapped file (for indexes larger than RAM)",
     )
-    build.add_argument(
-        "--engine",
-        type=Engine,
-        choices=list(Engine),
-        default=Engine.LOCAL,
-        help="ray: add vectors in parallel Ray tasks and merge into an on-disk index",
-    )
-    build.add_argument("--ray-address", help="with --engine ray: the cluster to join")
+    add_engine_arguments(build, "add vectors in parallel Ray tasks, merged into an on-disk index")
     build.add_argument(
         "--keep-versions", type=int, default=3, help="versions to keep for rollback (default: 3)"
     )

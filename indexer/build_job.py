@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from clipsearch.errors import ClipsearchError
 from clipsearch.version import VERSION
 from indexer import evaluate, index_train
-from indexer.embed_job import Engine
+from indexer.engines import Engine
 from indexer.index_plan import DEFAULT_RERANK_CANDIDATES, IndexPlan, SearchKnob, plan_index
 from indexer.index_version import (
     IDS_FILE,

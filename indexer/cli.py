@@ -8,7 +8,8 @@ from pathlib import Path
 
 from clipsearch.commands.model_args import add_model_arguments, spec_from_args
 from clipsearch.encoder import DEFAULT_MAX_PIXELS
-from indexer.embed_job import EmbedConfig, Engine, run_embed
+from indexer.embed_job import EmbedConfig, run_embed
+from indexer.engines import add_engine_arguments
 from indexer.manifest import read_manifest
 from indexer.shards import live_errors
 from indexer.sources import SourceFormat, SourceSpec
@@ -79,16 +80,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_MAX_PIXELS,
         help=f"skip images larger than this (default: {DEFAULT_MAX_PIXELS:,})",
     )
-    parser.add_argument(
-        "--engine",
-        type=Engine,
-        choices=list(Engine),
-        default=Engine.LOCAL,
-        help="local: this machine; ray: a Ray cluster (default: local)",
-    )
-    parser.add_argument(
-        "--ray-address", help="with --engine ray: the cluster to join (default: start a local one)"
-    )
+    add_engine_arguments(parser, "reading and decoding on Ray workers, encoding in an actor pool")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arguments(parser)
     parser.set_defaults(run=run)

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
 from tqdm import tqdm
@@ -27,6 +26,7 @@ from indexer.commit import ShardCommitter
 from indexer.decode import Decoder
 from indexer.encoded import EncodedBatch
 from indexer.engine_local import run_local
+from indexer.engines import Engine
 from indexer.lock import exclusive
 from indexer.manifest import (
     EmbeddingFormat,
@@ -41,11 +41,6 @@ from indexer.shards import collection_state, orphan_files
 from indexer.sources import SourceSpec, list_source
 
 log = logging.getLogger(__name__)
-
-
-class Engine(StrEnum):
-    LOCAL = "local"
-    RAY = "ray"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,10 @@ def run_local(
         prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers else None,
         multiprocessing_context="fork" if workers else None,
     )
+    done = 0
     with torch.inference_mode():
         for batch in loader:
             yield encode_batch(encoder, batch)
+            done += len(batch.items)
+            if done % TRIM_EVERY_ITEMS < len(batch.items):
+                release_free_memory()

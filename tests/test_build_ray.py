@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from indexer.build_job import BuildConfig, run_build
-from indexer.embed_job import Engine
+from indexer.engines import Engine
 from indexer.index_version import IndexVersion
 from tests.synthetic import clustered_vectors, write_synthetic_shards
 

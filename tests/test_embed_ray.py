@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipsearch.encoder import ModelSpec
-from indexer.embed_job import EmbedConfig, EmbedSummary, Engine, run_embed
+from indexer.embed_job import EmbedConfig, EmbedSummary, run_embed
+from indexer.engines import Engine
 from indexer.manifest import FileKind, read_manifest
 from indexer.shards import live_errors
 from indexer.sources import SourceSpec
