@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -13,6 +14,8 @@ TMP_PREFIX = ".tmp-"
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` for a temporary file beside `path`, fsync it, rename it over `path`."""
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    # mkstemp makes the file private (0600); give it the mode open() would have.
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -48,3 +51,11 @@ def remove_temporary_files(folder: Path) -> list[Path]:
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+@cache
+def _umask() -> int:
+    """The process umask (reading it means setting it, so read it once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
