@@ -39,11 +39,11 @@ bench-embed: venv
 AUTOFAISS_VENV := bench/.venv-autofaiss
 $(AUTOFAISS_VENV)/bin/autofaiss:
 	$(PYTHON) -m venv $(AUTOFAISS_VENV)
-	$(AUTOFAISS_VENV)/bin/pip install --quiet "faiss-cpu==1.9.0.post1" "autofaiss==2.18.0"
+	$(AUTOFAISS_VENV)/bin/pip install --quiet "faiss-cpu==1.9.0.post1" "autofaiss==2.18.0" "pyarrow<18"
 
 BENCH_DIR ?= /tmp/clipsearch-bench-index
 bench-index: venv $(AUTOFAISS_VENV)/bin/autofaiss
-	$(BIN)/python -m bench.index_vs_autofaiss $(BENCH_DIR) --autofaiss-python $(AUTOFAISS_VENV)/bin/python
+	$(BIN)/python -m bench.index_vs_autofaiss $(BENCH_DIR) --autofaiss $(AUTOFAISS_VENV)/bin/autofaiss
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -48,11 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-sizes", default="2000,10000,20000", help="collection sizes for part 2 ('' skips)"
     )
     parser.add_argument("--memory-model", default="clipsearch-tiny")
+    parser.add_argument("--parts", default="efficiency,memory", help="which parts to run")
     args = parser.parse_args(argv)
     source = str(conformal_clip_data.textile_simulated_root())
-    efficiency(source, args)
+    if "efficiency" in args.parts:
+        efficiency(source, args)
     sizes = [int(s) for s in args.memory_sizes.split(",") if s]
-    if sizes:
+    if sizes and "memory" in args.parts:
         memory(source, sizes, args)
     return 0
 
@@ -127,7 +129,7 @@ def peak_rss_mb(process: subprocess.Popen[bytes]) -> float:
         peak = max(peak, tree_pss_kb(process.pid))
         time.sleep(0.05)
     if process.returncode != 0:
-        raise RuntimeError(f"embed failed with exit status {process.returncode}")
+        raise RuntimeError(f"{process.args[0]} failed with exit status {process.returncode}")
     return peak / 1024
 
 

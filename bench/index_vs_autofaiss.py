@@ -7,7 +7,7 @@ Run: make bench-index  (or: .venv/bin/python -m bench.index_vs_autofaiss WORKDIR
    across a modality gap) with their exact top-10 neighbours.
 2. Builds both indexes at the same memory budget, each in its own process, timing it
    and sampling its peak memory. autofaiss 2.18 needs faiss < 1.10, so it runs from its
-   own virtual environment (--autofaiss-python).
+   own virtual environment (--autofaiss).
 3. Loads both indexes in this one process and sweeps their search knob, measuring
    recall@10 and single-query single-thread queries/s on both query sets.
 """
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--budget", default="100MB", help="memory budget for both builders")
-    parser.add_argument("--autofaiss-python", default="bench/.venv-autofaiss/bin/python")
+    parser.add_argument("--autofaiss", default="bench/.venv-autofaiss/bin/autofaiss")
     parser.add_argument(
         "--steps", default="prepare,clipsearch,autofaiss,compare", help="comma-separated"
     )
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if "clipsearch" in steps:
         build_clipsearch(args.workdir, args.budget)
     if "autofaiss" in steps:
-        build_autofaiss(args.workdir, args.budget, args.autofaiss_python)
+        build_autofaiss(args.workdir, args.budget, args.autofaiss)
     if "compare" in steps:
         compare(args.workdir)
     return 0
@@ -99,10 +99,10 @@ def build_clipsearch(workdir: Path, budget: str) -> None:
     _timed("clipsearch", command, workdir)
 
 
-def build_autofaiss(workdir: Path, budget: str, python: str) -> None:
+def build_autofaiss(workdir: Path, budget: str, executable: str) -> None:
     (workdir / "autofaiss").mkdir(exist_ok=True)
     command = [
-        python, "-m", "autofaiss", "build_index",
+        executable, "build_index",
         f"--embeddings={workdir / 'embeddings'}",
         f"--index_path={workdir / 'autofaiss' / 'knn.index'}",
         f"--index_infos_path={workdir / 'autofaiss' / 'infos.json'}",
@@ -143,21 +143,29 @@ def compare(workdir: Path) -> None:
     )
     print(f"clipsearch index: {ours.manifest.factory}; autofaiss: {_factory(workdir)}")
     for kind in ("image", "text"):
-        print(f"\n{kind}-like queries   knob   recall@10   queries/s (1 thread, 1 query)")
-        for nprobe in (4, 8, 16, 32, 64, 128):
-            recall, qps = _sweep(
-                lambda q, p=nprobe: ours.search(q, K, nprobe=p).rows, queries[kind], truth[kind]
-            )
-            print(f"  clipsearch     nprobe={nprobe:<4} {recall:9.3f} {qps:11.0f}", flush=True)
-        space = faiss.ParameterSpace()
-        for nprobe in (8, 16, 32, 64, 128, 256, 512):
-            space.set_index_parameters(theirs, f"nprobe={nprobe},efSearch={max(2 * nprobe, 16)}")
+        print(f"\n{kind}-like queries: knob, recall@10, queries/s (one query, one thread)")
+        for candidates in (100, 200, 400):
+            for nprobe in (4, 8, 16, 32):
 
-            def search(q: np.ndarray) -> np.ndarray:
+                def ours_search(q: np.ndarray, p: int = nprobe, c: int = candidates) -> np.ndarray:
+                    return ours.search(q, K, nprobe=p, candidates=c).rows
+
+                recall, qps = _sweep(ours_search, queries[kind], truth[kind])
+                knob = f"nprobe={nprobe},rerank={candidates}"
+                print(f"  clipsearch  {knob:<24} {recall:9.3f} {qps:11.0f}", flush=True)
+        space = faiss.ParameterSpace()
+        hnsw = "HNSW" in _factory(workdir)
+        for nprobe in (8, 16, 32, 64, 128, 256, 512):
+            knob = f"nprobe={nprobe}" + (
+                f",quantizer_efSearch={max(2 * nprobe, 32)}" if hnsw else ""
+            )
+            space.set_index_parameters(theirs, knob)
+
+            def their_search(q: np.ndarray) -> np.ndarray:
                 return theirs.search(q, K)[1]
 
-            recall, qps = _sweep(search, queries[kind], truth[kind])
-            print(f"  autofaiss      nprobe={nprobe:<4} {recall:9.3f} {qps:11.0f}", flush=True)
+            recall, qps = _sweep(their_search, queries[kind], truth[kind])
+            print(f"  autofaiss   {knob:<24} {recall:9.3f} {qps:11.0f}", flush=True)
 
 
 def _sweep(search: object, queries: np.ndarray, truth: np.ndarray) -> tuple[float, float]:

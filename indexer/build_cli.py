@@ -120,12 +120,12 @@ def describe(manifest: IndexManifest) -> str:
         f"{manifest.version}: {manifest.factory} over {manifest.count:,} vectors "
         f"({manifest.model}/{manifest.pretrained}, {manifest.dim}-d), "
         f"built in {manifest.build_seconds:.1f} s",
-        f"{'nprobe':>7} {'recall@1':>9} {'recall@10':>10} {'queries/s':>10}",
+        f"{'nprobe':>7} {'rerank':>7} {'recall@1':>9} {'recall@10':>10} {'queries/s':>10}",
     ]
     for p in manifest.recall_curve:
-        mark = " <- default" if p.nprobe == manifest.default_nprobe else ""
+        mark = " <- default" if p == manifest.reached else ""
         lines.append(
-            f"{p.nprobe:>7} {p.recall_at_1:>9.3f} {p.recall_at_10:>10.3f} "
+            f"{p.nprobe:>7} {p.candidates:>7} {p.recall_at_1:>9.3f} {p.recall_at_10:>10.3f} "
             f"{p.queries_per_second:>10.0f}{mark}"
         )
     return "\n".join(lines)

@@ -289,19 +289,18 @@ def _evaluate(
     (workdir / MANIFEST_FILE).write_text(draft.to_json())
     version = IndexVersion(workdir)
     evalset = evaluate.make_eval_set(version.vectors, version.ids, config.eval_queries)
-    curve = evaluate.recall_curve(
-        version, evalset, evaluate.nprobe_candidates(plan.nlist), config.target_recall
-    )
-    chosen = evaluate.pick_nprobe(curve, config.target_recall)
+    steps = [config.rerank_candidates * f for f in (1, 2, 4)] if plan.rerank else [0]
+    curve, chosen = evaluate.tune(version, evalset, plan.nlist, config.target_recall, steps)
     if chosen.recall_at_10 < config.target_recall:
         log.warning(
-            "recall@10 target %.3f not reached: best %.3f at nprobe %d; a larger "
-            "--memory-budget or another --index-factory would reach it",
-            config.target_recall, chosen.recall_at_10, chosen.nprobe,
+            "recall@10 target %.3f not reached: best %.3f at nprobe %d with %d candidates; "
+            "a larger --memory-budget or another --index-factory would reach it",
+            config.target_recall, chosen.recall_at_10, chosen.nprobe, chosen.candidates,
         )  # fmt: skip
     manifest = replace(
         draft,
         default_nprobe=chosen.nprobe,
+        rerank_candidates=chosen.candidates,
         recall_curve=curve,
         eval_queries=len(evalset.rows),
         build_seconds=round(time.monotonic() - started, 2),

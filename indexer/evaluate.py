@@ -62,46 +62,66 @@ def nprobe_candidates(nlist: int) -> list[int]:
     return [*values, min(nlist, 1024)] if values[-1:] != [min(nlist, 1024)] else values
 
 
-def measure(version: IndexVersion, evalset: EvalSet, nprobe: int) -> CurvePoint:
-    result = version.search(evalset.queries, K + 1, nprobe=nprobe or None)
+def measure(version: IndexVersion, evalset: EvalSet, nprobe: int, candidates: int) -> CurvePoint:
+    result = version.search(evalset.queries, K + 1, nprobe or None, candidates or None)
     found = _without_self(result.rows, evalset.rows)
     hits = [len(set(f[f >= 0]) & set(t)) for f, t in zip(found, evalset.truth, strict=True)]
     recall_10 = float(np.mean(hits)) / K
     recall_1 = float(np.mean(found[:, 0] == evalset.truth[:, 0]))
-    return CurvePoint(nprobe, recall_1, recall_10, _single_thread_qps(version, evalset, nprobe))
+    qps = _single_thread_qps(version, evalset, nprobe, candidates)
+    return CurvePoint(nprobe, candidates, recall_1, recall_10, qps)
 
 
 def recall_curve(
-    version: IndexVersion, evalset: EvalSet, nprobes: Sequence[int], target: float
+    version: IndexVersion,
+    evalset: EvalSet,
+    nprobes: Sequence[int],
+    target: float,
+    candidates: int,
 ) -> list[CurvePoint]:
-    """Points for increasing nprobe; stops two points past where recall@10 saturates."""
+    """Points for increasing nprobe; stops two points past where recall@10 stops rising."""
     points: list[CurvePoint] = []
-    beyond = 0
+    flat = 0
     for nprobe in nprobes:
-        points.append(measure(version, evalset, nprobe))
-        if points[-1].recall_at_10 >= max(target, 0.999) or beyond:
-            beyond += 1
-            if beyond > 2:
-                break
+        points.append(measure(version, evalset, nprobe, candidates))
+        rising = len(points) < 2 or points[-1].recall_at_10 > points[-2].recall_at_10 + 0.002
+        flat = 0 if rising and points[-1].recall_at_10 < max(target, 0.999) else flat + 1
+        if flat > 2:
+            break
     return points
 
 
-def pick_nprobe(points: Sequence[CurvePoint], target: float) -> CurvePoint:
-    """The cheapest point that reaches the target, else the most accurate one."""
-    reaching = [p for p in points if p.recall_at_10 >= target]
-    if reaching:
-        return min(reaching, key=lambda p: p.nprobe)
-    return max(points, key=lambda p: (p.recall_at_10, -p.nprobe))
+def tune(
+    version: IndexVersion,
+    evalset: EvalSet,
+    nlist: int,
+    target: float,
+    candidate_steps: Sequence[int],
+) -> tuple[list[CurvePoint], CurvePoint]:
+    """Sweep nprobe at growing re-rank depths until the target is reached.
+
+    Returns every measured point and the chosen one: the smallest (candidates, nprobe)
+    reaching the target, else the most accurate point measured.
+    """
+    points: list[CurvePoint] = []
+    for candidates in candidate_steps:
+        points += recall_curve(version, evalset, nprobe_candidates(nlist), target, candidates)
+        reaching = [p for p in points if p.recall_at_10 >= target]
+        if reaching:
+            return points, min(reaching, key=lambda p: (p.candidates, p.nprobe))
+    return points, max(points, key=lambda p: (p.recall_at_10, -p.candidates, -p.nprobe))
 
 
-def _single_thread_qps(version: IndexVersion, evalset: EvalSet, nprobe: int) -> float:
+def _single_thread_qps(
+    version: IndexVersion, evalset: EvalSet, nprobe: int, candidates: int
+) -> float:
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
         queries = evalset.queries[:TIMED_QUERIES]
         started = time.perf_counter()
         for query in queries:
-            version.search(query[None, :], K, nprobe=nprobe or None)
+            version.search(query[None, :], K, nprobe or None, candidates or None)
         return len(queries) / (time.perf_counter() - started)
     finally:
         faiss.omp_set_num_threads(threads)

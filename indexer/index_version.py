@@ -39,6 +39,7 @@ class IndexLoadError(ClipsearchError):
 @dataclass(frozen=True)
 class CurvePoint:
     nprobe: int
+    candidates: int  # re-ranked per query; 0 for exact search
     recall_at_1: float
     recall_at_10: float
     queries_per_second: float  # single query, single thread
@@ -80,7 +81,9 @@ class IndexManifest:
 
     @property
     def reached(self) -> CurvePoint | None:
-        return next((p for p in self.recall_curve if p.nprobe == self.default_nprobe), None)
+        """The measured point of the default search settings."""
+        default = (self.default_nprobe, self.rerank_candidates)
+        return next((p for p in self.recall_curve if (p.nprobe, p.candidates) == default), None)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
@@ -143,10 +146,18 @@ class IndexVersion:
         if problems:
             raise IndexLoadError(f"{self.path}: inconsistent index version: " + "; ".join(problems))
 
-    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None) -> SearchResult:
-        """Top-k rows by inner product; `nprobe` overrides the build's default for this call."""
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        nprobe: int | None = None,
+        candidates: int | None = None,
+    ) -> SearchResult:
+        """Top-k rows by inner product. `nprobe` and `candidates` (how many the index
+        proposes for exact re-ranking) override the build's defaults for this call only."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        fetch = max(k, self.manifest.rerank_candidates)
+        rerank = self.manifest.rerank_candidates > 0
+        fetch = max(k, (candidates or self.manifest.rerank_candidates) if rerank else k)
         params = None
         if self.ivf is not None:
             params = faiss.SearchParametersIVF()
@@ -154,7 +165,7 @@ class IndexVersion:
         scores, rows = self.index.search(
             queries, min(fetch, max(1, self.manifest.rows)), params=params
         )
-        if self.manifest.rerank_candidates:
+        if rerank:
             scores, rows = self._rerank(queries, rows)
         return _top_k(scores, rows, k)
 

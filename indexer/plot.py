@@ -36,22 +36,32 @@ def plot_curve(manifest: IndexManifest, path: Path) -> None:
     draw.text(
         (WIDTH - MARGIN - 120, target_y - 14), f"target {manifest.target_recall:g}", fill="grey"
     )
+    chosen = manifest.reached
     for name, colour in COLOURS.items():
-        coords = [
-            xy(s, p.recall_at_10 if name == "recall@10" else p.recall_at_1)
-            for s, p in zip(qps, points, strict=True)
-        ]
-        if len(coords) > 1:
-            draw.line(coords, fill=colour, width=2)
-        for (x, y), point in zip(coords, points, strict=True):
-            radius = 6 if point.nprobe == manifest.default_nprobe else 3
-            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
-            if name == "recall@10":
-                draw.text((x + 6, y + 4), f"nprobe {point.nprobe}", fill=colour)
+        for depth in sorted({p.candidates for p in points}):  # one line per re-rank depth
+            group = [p for p in points if p.candidates == depth]
+            coords = [
+                xy(
+                    max(p.queries_per_second, 1e-3),
+                    p.recall_at_10 if "10" in name else p.recall_at_1,
+                )
+                for p in group
+            ]
+            if len(coords) > 1:
+                draw.line(coords, fill=colour, width=2)
+            for (x, y), point in zip(coords, group, strict=True):
+                radius = 6 if point == chosen else 3
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
+                if "10" in name:
+                    draw.text((x + 6, y + 4), f"nprobe {point.nprobe}", fill=colour)
+            if "10" in name and depth:
+                draw.text(
+                    (coords[-1][0] - 40, coords[-1][1] - 18), f"{depth} re-ranked", fill=colour
+                )
     title = f"{manifest.version}: {manifest.factory}, {manifest.count:,} vectors"
     draw.text((MARGIN, 20), title, fill="black")
     legend = "  ".join(f"{name} ({'blue' if '10' in name else 'orange'})" for name in COLOURS)
-    draw.text((MARGIN, 40), legend + "; large dot = default nprobe", fill="black")
+    draw.text((MARGIN, 40), legend + "; large dot = the default settings", fill="black")
     image.save(path)
 
 
