@@ -15,7 +15,7 @@ from indexer.memory import release_free_memory
 from indexer.plan import PlannedItem
 from indexer.sources import Reader
 
-PREFETCH_BATCHES_PER_WORKER = 4
+PREFETCH_BATCHES_PER_WORKER = 2  # bounds memory: workers x 2 batches in flight
 TRIM_EVERY_ITEMS = 512
 
 
