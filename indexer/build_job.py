@@ -7,6 +7,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,15 @@ class BuildResult:
     removed: int
 
 
+@contextmanager
+def _phase(what: str) -> Iterator[None]:
+    """Log how long each step of a long build takes, as it finishes."""
+    started = time.monotonic()
+    log.info("%s...", what)
+    yield
+    log.info("%s: done in %.1f s", what, time.monotonic() - started)
+
+
 def run_build(config: BuildConfig) -> BuildResult:
     started = time.monotonic()
     shards = read_manifest(config.shards)
@@ -130,20 +140,23 @@ def _full(
         workdir / VECTORS_FILE, mode="w+", dtype=np.float16, shape=(count, fmt.dim)
     )
     ids = np.empty(count, dtype=np.int64)
-    write_records(workdir, _fill(iter_live(config.shards, live, fmt.dim), vectors, ids, 0))
-    vectors.flush()
-    np.save(workdir / IDS_FILE, ids)
+    with _phase(f"reading {count:,} vectors from {len(live.files)} shards"):
+        write_records(workdir, _fill(iter_live(config.shards, live, fmt.dim), vectors, ids, 0))
+        vectors.flush()
+        np.save(workdir / IDS_FILE, ids)
     index = index_train.new_index(plan.factory, fmt.dim)
-    index_train.train(index, vectors[index_train.training_rows(count, plan.train_size)])
-    if config.engine is Engine.RAY:
-        from indexer.build_ray import add_with_ray  # Ray is imported only when asked for
+    with _phase(f"training on {min(count, plan.train_size):,} vectors"):
+        index_train.train(index, vectors[index_train.training_rows(count, plan.train_size)])
+    with _phase(f"adding {count:,} vectors"):
+        if config.engine is Engine.RAY:
+            from indexer.build_ray import add_with_ray  # Ray is imported only when asked for
 
-        path = workdir / VECTORS_FILE
-        add_with_ray(index, path, count, workdir, workdir / IVFDATA_FILE, config.ray_address)
-    else:
-        if config.on_disk:
-            index_train.use_on_disk_lists(index, workdir / IVFDATA_FILE)
-        index_train.add_rows(index, vectors, 0, count)
+            path = workdir / VECTORS_FILE
+            add_with_ray(index, path, count, workdir, workdir / IVFDATA_FILE, config.ray_address)
+        else:
+            if config.on_disk:
+                index_train.use_on_disk_lists(index, workdir / IVFDATA_FILE)
+            index_train.add_rows(index, vectors, 0, count)
     faiss.write_index(index, str(workdir / INDEX_FILE))
     return _with_nlist(plan, index), count, 0
 
@@ -288,9 +301,11 @@ def _evaluate(
     )
     (workdir / MANIFEST_FILE).write_text(draft.to_json())
     version = IndexVersion(workdir)
-    evalset = evaluate.make_eval_set(version.vectors, version.ids, config.eval_queries)
+    with _phase(f"exact neighbours of {config.eval_queries} held-out queries"):
+        evalset = evaluate.make_eval_set(version.vectors, version.ids, config.eval_queries)
     steps = [config.rerank_candidates * f for f in (1, 2, 4)] if plan.rerank else [0]
-    curve, chosen = evaluate.tune(version, evalset, plan.nlist, config.target_recall, steps)
+    with _phase("measuring recall against speed"):
+        curve, chosen = evaluate.tune(version, evalset, plan.nlist, config.target_recall, steps)
     if chosen.recall_at_10 < config.target_recall:
         log.warning(
             "recall@10 target %.3f not reached: best %.3f at nprobe %d with %d candidates; "
