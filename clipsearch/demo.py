@@ -1,4 +1,4 @@
-"""`make demo`: the main job end to end on sample images, through the real CLI.
+"""`make demo`: the main job on sample images, through the real CLI: encode, embed, build.
 
 Uses the default model when its weights are on this host (or `--download` is given);
 otherwise random-init ViT-B-32, said plainly, so the demo runs offline on a fresh machine.
@@ -41,13 +41,26 @@ def main(argv: list[str] | None = None) -> int:
     texts = [arg for caption in PHOTOS.values() for arg in ("--text", caption)]
     print(f"\n== Encoding {len(images)} images and {len(PHOTOS)} texts ==", flush=True)
     vectors = args.workdir / "vectors.npy"
-    return clipsearch(["encode", *map(str, images), *texts, "--out", str(vectors), *model_args])
+    steps = [
+        ["encode", *map(str, images), *texts, "--out", str(vectors), *model_args],
+        ["embed", str(args.workdir / "images"), "--out", str(args.workdir / "shards"),
+         "--quiet", *model_args],
+        ["build", str(args.workdir / "shards"), "--out", str(args.workdir / "index"),
+         "--eval-queries", "50"],
+    ]  # fmt: skip
+    titles = ["", "Embedding the sample collection into Parquet shards", "Building the index"]
+    for title, step in zip(titles, steps, strict=True):
+        if title:
+            print(f"\n== {title} ==", flush=True)
+        if (code := clipsearch(step)) != 0:
+            return code
+    return 0
 
 
 def write_sample_images(folder: Path) -> list[Path]:
     """Real photographs from scikit-image and a few textile images, as JPEG files."""
-    if folder.exists():
-        shutil.rmtree(folder)
+    for stale in (folder, folder.parent / "shards", folder.parent / "index"):
+        shutil.rmtree(stale, ignore_errors=True)
     folder.mkdir(parents=True)
     paths = []
     for name in PHOTOS:

@@ -65,8 +65,10 @@ def nprobe_candidates(nlist: int) -> list[int]:
 def measure(version: IndexVersion, evalset: EvalSet, nprobe: int, candidates: int) -> CurvePoint:
     result = version.search(evalset.queries, K + 1, nprobe or None, candidates or None)
     found = _without_self(result.rows, evalset.rows)
-    hits = [len(set(f[f >= 0]) & set(t)) for f, t in zip(found, evalset.truth, strict=True)]
-    recall_10 = float(np.mean(hits)) / K
+    # A collection of fewer than K+1 vectors has fewer than K neighbours to find.
+    exists = np.maximum((evalset.truth >= 0).sum(axis=1), 1)
+    hits = [len(set(f[f >= 0]) & set(t[t >= 0])) for f, t in zip(found, evalset.truth, strict=True)]
+    recall_10 = float(np.mean(np.asarray(hits) / exists))
     recall_1 = float(np.mean(found[:, 0] == evalset.truth[:, 0]))
     qps = _single_thread_qps(version, evalset, nprobe, candidates)
     return CurvePoint(nprobe, candidates, recall_1, recall_10, qps)

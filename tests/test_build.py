@@ -227,3 +227,11 @@ def test_empty_collection_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="no embedded images"):
         run_build(BuildConfig(folder, tmp_path / "index"))
     assert not os.listdir(tmp_path / "index") or not list((tmp_path / "index").glob("versions"))
+
+
+def test_a_collection_smaller_than_k_is_measured_against_what_exists(tmp_path: Path) -> None:
+    folder = tmp_path / "shards"
+    write_synthetic_shards(folder, clustered_vectors(6, DIM))
+    version = IndexVersion(run_build(BuildConfig(folder, tmp_path / "index")).path)
+    point = version.manifest.reached
+    assert point is not None and point.recall_at_10 == 1.0 and point.recall_at_1 == 1.0
