@@ -35,7 +35,7 @@ from indexer.index_version import (
 )
 from indexer.live import LiveChunk, LiveSet, iter_live, live_set
 from indexer.lock import exclusive
-from indexer.manifest import EmbeddingFormat, read_manifest
+from indexer.manifest import EmbeddingFormat, Manifest, read_manifest
 from indexer.metastore import DATA_NAME, OFFSETS_NAME, write_records
 from indexer.publish import new_workdir, next_version, publish, remove_abandoned_builds
 
@@ -99,7 +99,7 @@ def run_build(config: BuildConfig) -> BuildResult:
                 plan, added, removed = _extend(config, parent, live, workdir)
             else:
                 plan, added, removed = _full(config, shards.embedding, live, workdir)
-            manifest = _evaluate(config, shards.embedding, plan, workdir, parent, started)
+            manifest = _evaluate(config, shards, plan, workdir, parent, started)
             path = publish(workdir, config.out, manifest.version, config.keep_versions)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -266,7 +266,7 @@ def _append_records(
 
 def _evaluate(
     config: BuildConfig,
-    fmt: EmbeddingFormat,
+    shards: Manifest,
     plan: IndexPlan,
     workdir: Path,
     parent: IndexVersion | None,
@@ -274,8 +274,7 @@ def _evaluate(
 ) -> IndexManifest:
     """Measure recall against exact search, pick the cheapest nprobe reaching the target."""
     ids = np.load(workdir / IDS_FILE, mmap_mode="r")
-    shards = read_manifest(config.shards)
-    assert shards is not None
+    fmt = shards.embedding
     draft = IndexManifest(
         version=next_version(config.out),
         model=fmt.model,
