@@ -167,14 +167,10 @@ def _extend(
     """--add: the parent's rows, minus deleted and changed items, plus new rows appended."""
     known = {s.file for s in parent.manifest.source_shards}
     fresh = LiveSet([f for f in live.files if f.entry.file not in known])
-    fresh_ids = np.concatenate(
-        [_ids_of(config.shards, f.entry.file)[f.mask] for f in fresh.files]
-        or [np.empty(0, np.int64)]
-    )
-    live_ids = np.concatenate(
-        [_ids_of(config.shards, f.entry.file)[f.mask] for f in live.files]
-        or [np.empty(0, np.int64)]
-    )
+    ids_by_file = {f.entry.file: _ids_of(config.shards, f.entry.file)[f.mask] for f in live.files}
+    none = np.empty(0, np.int64)
+    fresh_ids = np.concatenate([ids_by_file[f.entry.file] for f in fresh.files] or [none])
+    live_ids = np.concatenate([*ids_by_file.values()] or [none])
     old_ids = np.asarray(parent.ids)
     gone = (old_ids != REMOVED) & (~np.isin(old_ids, live_ids) | np.isin(old_ids, fresh_ids))
     removed_rows = np.flatnonzero(gone)
