@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv demo test lint typecheck unit clean bench-embed bench-index
+.PHONY: venv demo test lint typecheck unit clean protos bench-embed bench-index
 
 venv: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: venv
 	$(BIN)/python -m clipsearch.demo
+
+# The generated gRPC code is committed; tests/test_protos.py fails when it drifts.
+protos: venv
+	$(BIN)/python protos/generate.py
 
 lint: venv
 	$(BIN)/ruff check .
