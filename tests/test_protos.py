@@ -27,7 +27,8 @@ def test_generated_code_matches_protos(tmp_path: Path) -> None:
     for path in fresh:
         committed = ROOT / path.relative_to(tmp_path)
         assert committed.exists(), f"{committed} missing: run `make protos`"
-        assert committed.read_bytes() == path.read_bytes(), f"{committed} drifted: run `make protos`"
+        drifted = f"{committed} drifted from protos/: run `make protos`"
+        assert committed.read_bytes() == path.read_bytes(), drifted
     committed_files = {p.relative_to(ROOT) for p in (ROOT / "clipsearch" / "v1").glob("*.py*")}
     assert committed_files == {p.relative_to(tmp_path) for p in fresh}
 
