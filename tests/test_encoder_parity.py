@@ -139,3 +139,17 @@ def test_random_init_is_the_same_in_every_process(photos: dict[str, Image.Image]
     np.testing.assert_array_equal(first.encode_images(image), second.encode_images(image))
     torch.manual_seed(123)
     assert torch.rand(1) == before  # the caller's RNG stream is untouched
+
+
+@pytest.mark.slow
+def test_trimmed_text_batches_match_the_full_context() -> None:
+    """Cutting a batch to its longest sequence must not change any vector (ViT-B-32)."""
+    encoder = load_encoder(ModelSpec(model="ViT-B-32", pretrained="none", device="cpu"))
+    assert encoder.trim_text
+    texts = ["a dog", "a red bicycle in the snow, photographed at dusk", "x " * 100, ""]
+    trimmed = encoder.encode_texts(texts)
+    singles = np.concatenate([encoder.encode_texts([t]) for t in texts])
+    encoder.trim_text = False
+    full = encoder.encode_texts(texts)
+    np.testing.assert_allclose(trimmed, full, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(singles, full, atol=TOLERANCE, rtol=0)

@@ -16,6 +16,7 @@ from PIL import Image
 from clipsearch.encoder.device import select_device
 from clipsearch.encoder.images import DEFAULT_MAX_PIXELS, decode_image, to_rgb
 from clipsearch.encoder.spec import EncoderInfo, ModelSpec, PreprocessConfig
+from clipsearch.encoder.text_prefix import encode_text_prefix, supports_prefix
 from clipsearch.encoder.weights import ResolvedWeights, resolve_weights
 from clipsearch.errors import ClipsearchError
 
@@ -115,7 +116,8 @@ class ClipEncoder:
     """Encodes batches of images and texts into L2-normalised float32 vectors.
 
     On CUDA the towers run under fp16 autocast; on CPU in fp32. The preprocessing is
-    the one OpenCLIP's pretrained config assigns to the loaded weights.
+    the one OpenCLIP's pretrained config assigns to the loaded weights. Text batches are
+    cut to their longest real token sequence where that is exact (`trim_text`).
     """
 
     def __init__(
@@ -133,10 +135,17 @@ class ClipEncoder:
         self.info = info
         self.device = device
         self.batch_size = batch_size
+        self.trim_text = supports_prefix(model)
 
     @property
     def dim(self) -> int:
         return self.info.dim
+
+    @property
+    def logit_scale(self) -> float:
+        """The model's learned temperature for zero-shot logits (100 for trained CLIP)."""
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.exp()) if isinstance(scale, torch.Tensor) else 100.0
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """An RGB image to the model's input tensor (C, H, W); pure CPU work, thread-safe."""
@@ -171,8 +180,12 @@ class ClipEncoder:
         """Token ids (N, context_length) to unit vectors (N, dim)."""
         if tokens.shape[0] == 0:
             return self._empty()
+        tokens = tokens.to(self.device, non_blocking=True)
         with torch.inference_mode(), self._autocast():
-            features = self.model.encode_text(tokens.to(self.device, non_blocking=True))
+            if self.trim_text:
+                features = encode_text_prefix(self.model, tokens)  # type: ignore[arg-type]
+            else:
+                features = self.model.encode_text(tokens)
         return _unit_rows(features)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
