@@ -183,7 +183,7 @@ class ClipEncoder:
         tokens = tokens.to(self.device, non_blocking=True)
         with torch.inference_mode(), self._autocast():
             if self.trim_text:
-                features = encode_text_prefix(self.model, tokens)  # type: ignore[arg-type]
+                features = encode_text_prefix(self.model, tokens)
             else:
                 features = self.model.encode_text(tokens)
         return _unit_rows(features)

@@ -25,7 +25,8 @@ def pooled_positions(model: open_clip.CLIP, tokens: torch.Tensor) -> torch.Tenso
     """The position each sequence is pooled at, as the model's own pooling chooses it."""
     if model.text_pool_type == "argmax":
         return tokens.argmax(dim=-1)
-    return (tokens == model.text_eos_id).int().argmax(dim=-1)
+    eos: torch.Tensor = tokens == model.text_eos_id
+    return eos.int().argmax(dim=-1)
 
 
 def encode_text_prefix(model: open_clip.CLIP, tokens: torch.Tensor) -> torch.Tensor:
@@ -37,9 +38,13 @@ def encode_text_prefix(model: open_clip.CLIP, tokens: torch.Tensor) -> torch.Ten
     x = x + model.positional_embedding[:length].to(cast_dtype)
     x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
     x = model.ln_final(x)
+    assert isinstance(x, torch.Tensor)
     rows = torch.arange(x.shape[0], device=x.device)
     x = x[rows, pooled_positions(model, tokens)]
     projection = model.text_projection
     if projection is None:
         return x
-    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+    projected: torch.Tensor = (
+        projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+    )
+    return projected
