@@ -6,12 +6,13 @@ import argparse
 import logging
 import sys
 
-from clipsearch.commands import encode, models
+from clipsearch.commands import encode, models, query
 from clipsearch.errors import ClipsearchError
 from indexer import build_cli
 from indexer import cli as indexer_cli
+from server import cli as server_cli
 
-COMMANDS = (models, encode, indexer_cli, build_cli)
+COMMANDS = (models, encode, indexer_cli, build_cli, server_cli, query)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,9 +6,10 @@ import hashlib
 import io
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import huggingface_hub.constants
 import numpy as np
@@ -19,7 +20,12 @@ from PIL import Image
 from safetensors.torch import save_file
 from skimage import data as skdata
 
+from clipsearch.client import SearchClient
 from clipsearch.encoder import ClipEncoder, ModelSpec, load_encoder, register_model_configs
+
+if TYPE_CHECKING:
+    from server.app import RunningServer
+    from tests.served import ServedCollection
 
 TINY = "clipsearch-tiny"
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")
@@ -183,3 +189,51 @@ def local_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def served_collection(
+    tmp_path_factory: pytest.TempPathFactory,
+    textile_paths: list[Path],
+    photos: dict[str, Image.Image],
+    tiny_checkpoint: Path,
+) -> ServedCollection:
+    from tests.served import make_served_collection
+
+    root = tmp_path_factory.mktemp("served")
+    return make_served_collection(root, textile_paths[::100], photos, tiny_checkpoint)
+
+
+@pytest.fixture
+def start_server(
+    tiny_encoder: ClipEncoder,
+) -> Iterator[Callable[..., RunningServer]]:
+    """Starts real servers on free loopback ports (with the tiny model); stops them after."""
+    from server.app import start
+    from server.config import ServerConfig
+
+    running: list[RunningServer] = []
+
+    def starter(index_dir: Path, **settings: object) -> RunningServer:
+        settings.setdefault("reload_interval_s", 0.2)
+        config = ServerConfig(index_dir, port=0, metrics_port=0, **settings)  # type: ignore[arg-type]
+        server = start(config, encoder=tiny_encoder)
+        running.append(server)
+        return server
+
+    yield starter
+    for server in running:
+        server.stop(0)
+
+
+@pytest.fixture
+def server(
+    served_collection: ServedCollection, start_server: Callable[..., RunningServer]
+) -> RunningServer:
+    return start_server(served_collection.index)
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[SearchClient]:
+    with SearchClient(f"127.0.0.1:{server.port}", timeout_s=30) as client:
+        yield client

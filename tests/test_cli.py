@@ -15,8 +15,9 @@ SUBCOMMANDS = subcommands(build_parser())
 
 
 def test_the_commands_a_user_sees() -> None:
-    assert set(SUBCOMMANDS) == {"models", "encode", "embed", "build", "versions"}
-    assert len(COMMANDS) == 4  # each module registers its own
+    expected = {"models", "encode", "embed", "build", "versions", "serve", "query"}
+    assert set(SUBCOMMANDS) == expected
+    assert len(COMMANDS) == 6  # each module registers its own
 
 
 @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))

@@ -145,7 +145,7 @@ class ClipEncoder:
     def logit_scale(self) -> float:
         """The model's learned temperature for zero-shot logits (100 for trained CLIP)."""
         scale = getattr(self.model, "logit_scale", None)
-        return float(scale.exp()) if isinstance(scale, torch.Tensor) else 100.0
+        return float(scale.detach().exp()) if isinstance(scale, torch.Tensor) else 100.0
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """An RGB image to the model's input tensor (C, H, W); pure CPU work, thread-safe."""

@@ -1,0 +1,184 @@
+"""A typed Python client of the clipsearch gRPC server.
+
+with SearchClient("localhost:50051") as client:
+    for hit in client.search(TextQuery("a red bicycle in the snow"), top_k=5).hits:
+        print(hit.score, hit.uri)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TypeVar
+
+import grpc
+import numpy as np
+
+from clipsearch.errors import ClipsearchError
+from clipsearch.v1 import search_pb2 as pb
+from clipsearch.v1 import search_pb2_grpc
+from server.queries import (
+    Embeddings,
+    Hit,
+    ImageQuery,
+    IndexInfo,
+    ItemQuery,
+    LabelScore,
+    Query,
+    Reloaded,
+    SearchOptions,
+    SearchQuery,
+    SearchResult,
+    TextQuery,
+    Timing,
+    VectorQuery,
+)
+
+DEFAULT_TIMEOUT_S = 30.0
+R = TypeVar("R")
+
+__all__ = [
+    "ImageQuery",
+    "ItemQuery",
+    "RpcError",
+    "SearchClient",
+    "SearchOptions",
+    "SearchQuery",
+    "TextQuery",
+    "VectorQuery",
+]
+
+
+class RpcError(ClipsearchError):
+    """The server refused or failed a call; `code` is the gRPC status."""
+
+    def __init__(self, method: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{method}: {code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+class SearchClient:
+    def __init__(self, target: str, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        )
+        self._stub = search_pb2_grpc.SearchServiceStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def __enter__(self) -> SearchClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Block until the channel connects (not until the server is SERVING)."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError as err:
+            raise ClipsearchError(f"no server answered at {self.target} in {timeout_s} s") from err
+
+    def search(
+        self,
+        query: Query,
+        top_k: int = 10,
+        nprobe: int | None = None,
+        rerank_candidates: int | None = None,
+        with_metadata: bool = True,
+    ) -> SearchResult:
+        options = SearchOptions(top_k, nprobe, rerank_candidates, with_metadata)
+        request = search_request(SearchQuery(query, options))
+        return _search_result(self._call("Search", self._stub.Search, request))
+
+    def batch_search(self, queries: Sequence[SearchQuery]) -> list[SearchResult]:
+        request = pb.BatchSearchRequest(queries=[search_request(q) for q in queries])
+        response = self._call("BatchSearch", self._stub.BatchSearch, request)
+        return [_search_result(r) for r in response.results]
+
+    def embed(self, texts: Sequence[str] = (), images: Sequence[bytes] = ()) -> Embeddings:
+        request = pb.EmbedRequest(texts=list(texts), images=list(images))
+        response = self._call("Embed", self._stub.Embed, request)
+        return Embeddings(_matrix(response.text_embeddings), _matrix(response.image_embeddings))
+
+    def classify(
+        self, image: bytes, labels: Sequence[str], templates: Sequence[str] = ()
+    ) -> list[LabelScore]:
+        request = pb.ClassifyRequest(image=image, labels=list(labels), templates=list(templates))
+        response = self._call("Classify", self._stub.Classify, request)
+        return [LabelScore(s.label, s.probability, s.similarity) for s in response.scores]
+
+    def index_info(self) -> IndexInfo:
+        r = self._call("GetIndexInfo", self._stub.GetIndexInfo, pb.GetIndexInfoRequest())
+        return IndexInfo(
+            model=r.model,
+            pretrained=r.pretrained,
+            dim=r.dim,
+            device=r.device,
+            count=r.count,
+            index_version=r.index_version,
+            factory=r.factory,
+            default_nprobe=r.default_effort.nprobe,
+            default_candidates=r.default_effort.rerank_candidates,
+            target_recall=r.target_recall,
+            recall_at_10=r.recall_at_10,
+            recall_at_1=r.recall_at_1,
+            refused_version=r.refused_version.index_version,
+            refused_reason=r.refused_version.reason,
+        )
+
+    def reload(self) -> Reloaded:
+        r = self._call("ReloadIndex", self._stub.ReloadIndex, pb.ReloadIndexRequest())
+        return Reloaded(
+            r.index_version, r.changed, r.refused_version.index_version, r.refused_version.reason
+        )
+
+    def _call(self, method: str, stub_method: Callable[..., R], request: object) -> R:
+        try:
+            return stub_method(request, timeout=self.timeout_s)
+        except grpc.RpcError as err:
+            raise RpcError(method, err.code(), err.details() or "") from err
+
+
+def search_request(query: SearchQuery) -> pb.SearchRequest:
+    """An internal query as the wire request."""
+    opts = query.options
+    request = pb.SearchRequest(
+        top_k=opts.top_k,
+        effort=pb.SearchEffort(nprobe=opts.nprobe or 0, rerank_candidates=opts.candidates or 0),
+        omit_metadata=not opts.with_metadata,
+    )
+    q = query.query
+    if isinstance(q, TextQuery):
+        request.text = q.text
+    elif isinstance(q, ImageQuery):
+        request.image = q.data
+    elif isinstance(q, VectorQuery):
+        request.embedding.values.extend(np.asarray(q.vector, dtype=np.float32).tolist())
+    else:
+        request.item_id = q.item_id
+    return request
+
+
+def _search_result(response: pb.SearchResponse) -> SearchResult:
+    t = response.timing
+    return SearchResult(
+        hits=[Hit(h.id, h.score, h.uri, h.caption, h.metadata_json) for h in response.hits],
+        index_version=response.index_version,
+        timing=Timing(t.total_ms, t.queue_ms, t.encode_ms, t.search_ms),
+    )
+
+
+def _matrix(vectors: Sequence[pb.Vector]) -> np.ndarray:
+    if not vectors:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.asarray([list(v.values) for v in vectors], dtype=np.float32)

@@ -1,0 +1,159 @@
+"""Assemble and run a server: gRPC with health and reflection, the model, the index, metrics.
+
+The port is bound and health says NOT_SERVING before the model loads, so orchestrators
+can tell "starting" from "dead"; it turns SERVING once a model and an index are loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from clipsearch.encoder import ClipEncoder, ModelSpec, load_encoder
+from clipsearch.errors import ClipsearchError
+from clipsearch.v1 import search_pb2, search_pb2_grpc
+from indexer import IndexVersion, current_version
+from indexer.index_version import MANIFEST_FILE, IndexManifest
+from server.config import ServerConfig
+from server.index_holder import IndexHolder, RefusedVersion
+from server.metrics import Metrics
+from server.service import SearchService, compatibility
+from server.servicer import SearchServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
+
+
+class ServerStartError(ClipsearchError):
+    """The server cannot start: port taken, no model to load, ..."""
+
+
+@dataclass
+class RunningServer:
+    grpc_server: grpc.Server
+    port: int
+    service: SearchService
+    health: health.HealthServicer
+    metrics: Metrics
+    metrics_server: WSGIServer | None
+    stop_watching: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_server.server_port if self.metrics_server else None
+
+    def stop(self, grace_s: float) -> None:
+        """Refuse new calls, let in-flight ones finish within `grace_s`, then shut down."""
+        log.info("draining (grace %.1f s)", grace_s, extra={"event": "draining"})
+        self.health.enter_graceful_shutdown()
+        self.stop_watching.set()
+        self.grpc_server.stop(grace_s).wait()
+        self.service.close()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+        log.info("stopped", extra={"event": "stopped"})
+
+
+def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningServer:
+    """Start serving `config.index_dir`; `encoder` skips loading a model (tests, benchmarks)."""
+    metrics = Metrics()
+    servicer = SearchServicer(metrics)
+    health_servicer = health.HealthServicer()
+    server = _grpc_server(config, servicer, health_servicer)
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        raise ServerStartError(f"cannot listen on {config.host}:{config.port} (in use?)")
+    _set_health(health_servicer, False)
+    server.start()
+    metrics_server = None
+    if config.metrics_port is not None:
+        metrics_server, _ = metrics.serve(config.host, config.metrics_port)
+    try:
+        encoder = encoder or load_encoder(_model_to_load(config))
+
+        def index_changed(version: IndexVersion | None, refused: RefusedVersion | None) -> None:
+            metrics.index_changed(version, refused)
+            _set_health(health_servicer, version is not None)
+
+        holder = IndexHolder(config.index_dir, compatibility(encoder.info), index_changed)
+        holder.reload()
+        if holder.current is None and holder.refused is None:
+            log.warning("no index in %s yet: waiting for a build to publish one", config.index_dir)
+        service = SearchService(encoder, holder, config, metrics.batch_observer)
+    except BaseException:
+        server.stop(0)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        raise
+    for batcher in (service.text_batcher, service.image_batcher, service.search_batcher):
+        metrics.track_queue(batcher.name, batcher.depth)
+    servicer.service = service
+    running = RunningServer(server, port, service, health_servicer, metrics, metrics_server)
+    holder.watch(config.reload_interval_s, running.stop_watching)
+    log.info(
+        "listening on %s:%d (metrics: %s)", config.host, port, running.metrics_port or "off",
+        extra={"event": "listening", "port": port},
+    )  # fmt: skip
+    return running
+
+
+def _grpc_server(
+    config: ServerConfig, servicer: SearchServicer, health_servicer: health.HealthServicer
+) -> grpc.Server:
+    # Threads mostly wait on batch futures; beyond this many calls gRPC answers
+    # RESOURCE_EXHAUSTED instead of queueing without bound.
+    server = grpc.server(
+        ThreadPoolExecutor(config.max_concurrent_rpcs, thread_name_prefix="rpc"),
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        options=[
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    search_pb2_grpc.add_SearchServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    return server
+
+
+def _set_health(servicer: health.HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    servicer.set("", status)
+    servicer.set(SERVICE_NAME, status)
+
+
+def _model_to_load(config: ServerConfig) -> ModelSpec:
+    """The model the user named, or else the one the served index was built with."""
+    if config.model is not None:
+        return config.model
+    version = current_version(config.index_dir)
+    if version is None:
+        raise ServerStartError(
+            f"{config.index_dir} holds no index yet, so the model to load is unknown: "
+            "build one first, or name the model with --model and --pretrained"
+        )
+    try:
+        manifest = IndexManifest.from_json((version / MANIFEST_FILE).read_text())
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ServerStartError(
+            f"{version}: cannot read its manifest to learn the model ({err}); "
+            "name the model with --model and --pretrained"
+        ) from err
+    if manifest.model.startswith("hf-hub:"):
+        return ModelSpec(pretrained=manifest.model, device=config.device)
+    return ModelSpec(model=manifest.model, pretrained=manifest.pretrained, device=config.device)

@@ -1,0 +1,151 @@
+"""`clipsearch serve`: run the gRPC server until SIGTERM or Ctrl-C, then drain and exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from clipsearch.encoder import ModelSpec
+from server.app import start
+from server.config import (
+    DEFAULT_METRICS_PORT,
+    DEFAULT_PORT,
+    BatchingConfig,
+    Limits,
+    ServerConfig,
+)
+from server.logs import use_json_logs
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve an index over gRPC: search by text, image, vector or item; embed; classify",
+        description="Serve the current version of INDEX_DIR over gRPC (clipsearch.v1."
+        "SearchService, plus grpc.health.v1 and server reflection), with the CLIP model the "
+        "index was built with. New versions published into INDEX_DIR are picked up without a "
+        "restart. SIGTERM drains in-flight requests and exits 0.",
+    )
+    serve.add_argument("--index", type=Path, required=True, help="the index folder to serve")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 or [::] to accept other hosts (default: 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"gRPC port (default: {DEFAULT_PORT})"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help=f"Prometheus /metrics port, -1 to disable (default: {DEFAULT_METRICS_PORT})",
+    )
+    model = serve.add_argument_group("model (default: the one the index was built with)")
+    model.add_argument("--model", help="OpenCLIP architecture, e.g. ViT-L-14")
+    model.add_argument("--pretrained", help="pretrained tag, hf-hub: id, checkpoint or 'none'")
+    model.add_argument("--preprocess-tag", metavar="TAG", help="preprocessing of a checkpoint")
+    model.add_argument(
+        "--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N"
+    )
+    _add_tuning_arguments(serve)
+    serve.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
+    )
+    serve.set_defaults(run=run_serve_command)
+
+
+def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
+    batching, limits = BatchingConfig(), Limits()
+    group = parser.add_argument_group("batching and limits")
+    group.add_argument(
+        "--max-batch",
+        type=int,
+        default=batching.max_batch,
+        help=f"most queries encoded or searched together (default: {batching.max_batch})",
+    )
+    group.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=batching.max_wait_ms,
+        help="longest a query waits for a batch to fill under concurrent load "
+        f"(default: {batching.max_wait_ms})",
+    )
+    group.add_argument(
+        "--max-queue",
+        type=int,
+        default=batching.max_queue,
+        help=f"queries waiting per stage before RESOURCE_EXHAUSTED (default: {batching.max_queue})",
+    )
+    group.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=64,
+        help="concurrent calls; more get RESOURCE_EXHAUSTED (default: 64)",
+    )
+    group.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=16,
+        help="largest request or response in MB (default: 16)",
+    )
+    group.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=limits.max_image_pixels,
+        help=f"largest query image in pixels (default: {limits.max_image_pixels})",
+    )
+    group.add_argument(
+        "--reload-interval",
+        type=float,
+        default=2.0,
+        help="seconds between checks for a newly published index version (default: 2)",
+    )
+    group.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds in-flight requests get to finish on SIGTERM (default: 10)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    model = None
+    if args.model or args.pretrained:
+        defaults = ModelSpec()
+        model = ModelSpec(
+            model=args.model or defaults.model,
+            pretrained=args.pretrained or defaults.pretrained,
+            preprocess_tag=args.preprocess_tag,
+            device=args.device,
+        )
+    return ServerConfig(
+        index_dir=args.index,
+        host=args.host,
+        port=args.port,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        model=model,
+        device=args.device,
+        limits=Limits(max_image_pixels=args.max_image_pixels),
+        batching=BatchingConfig(args.max_batch, args.batch_wait_ms, args.max_queue),
+        max_concurrent_rpcs=args.max_concurrent,
+        max_message_bytes=int(args.max_message_mb * 1024 * 1024),
+        reload_interval_s=args.reload_interval,
+        grace_s=args.grace,
+    )
+
+
+def run_serve_command(args: argparse.Namespace) -> int:
+    if args.log_format == "json":
+        use_json_logs()
+    config = config_from_args(args)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    running = start(config)
+    print(f"clipsearch: serving on {config.host}:{running.port}", flush=True)
+    stop.wait()
+    running.stop(config.grace_s)
+    return 0
