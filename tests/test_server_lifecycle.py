@@ -1,0 +1,172 @@
+"""The server's life: hot reload under load, refusing bad versions, draining on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from clipsearch.client import ImageQuery, RpcError, SearchClient, TextQuery
+from indexer import BuildConfig, current_version, run_build
+from server.app import RunningServer
+from tests.served import ServedCollection
+
+
+def _hammer(
+    target: str, stop: threading.Event, images: list[bytes], seen: Counter[str], errors: list[str]
+) -> None:
+    with SearchClient(target, timeout_s=30) as client:
+        n = 0
+        while not stop.is_set():
+            query = TextQuery(f"query {n}") if n % 2 else ImageQuery(images[n % len(images)])
+            try:
+                seen[client.search(query, top_k=5).index_version] += 1
+            except RpcError as err:
+                errors.append(str(err))
+            n += 1
+
+
+@pytest.mark.slow
+def test_hot_reload_under_concurrent_load_fails_no_request(
+    tmp_path: Path,
+    served_collection: ServedCollection,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    index = served_collection.copy_index(tmp_path / "index")
+    server = start_server(index, reload_interval_s=0.05)
+    images = [p.read_bytes() for p in sorted(served_collection.images.rglob("*.jpg"))[:8]]
+    stop, seen, errors = threading.Event(), Counter[str](), list[str]()
+    target = f"127.0.0.1:{server.port}"
+    clients = [
+        threading.Thread(target=_hammer, args=(target, stop, images, seen, errors))
+        for _ in range(4)
+    ]
+    for thread in clients:
+        thread.start()
+    published = []
+    try:
+        for _ in range(2):  # two swaps while the clients keep searching
+            time.sleep(0.5)
+            result = run_build(BuildConfig(served_collection.shards, index, eval_queries=20))
+            published.append(result.manifest.version)
+            deadline = time.monotonic() + 10
+            while seen[published[-1]] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join()
+    assert errors == []
+    assert all(seen[version] > 0 for version in published), seen
+    assert len(seen) == 3 and sum(seen.values()) > 50
+
+
+def _damage_index_file(version: Path) -> None:
+    data = (version / "index.faiss").read_bytes()
+    (version / "index.faiss").write_bytes(data[: len(data) // 2])
+
+
+def _other_model(version: Path) -> None:
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["model"] = "ViT-L-14"
+    (version / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [(_damage_index_file, "cannot load"), (_other_model, "built with ViT-L-14")],
+    ids=["truncated index file", "another model"],
+)
+def test_a_bad_new_version_is_refused_and_the_old_one_keeps_serving(
+    tmp_path: Path,
+    served_collection: ServedCollection,
+    start_server: Callable[..., RunningServer],
+    damage: Callable[[Path], None],
+    reason: str,
+) -> None:
+    index = served_collection.copy_index(tmp_path / "index")
+    server = start_server(index, reload_interval_s=60)
+    served = current_version(index)
+    assert served is not None
+    bad = index / "versions" / "v999999"
+    subprocess.run(["cp", "-r", str(served), str(bad)], check=True)
+    damage(bad)
+    (index / "CURRENT").write_text("v999999\n")
+    with SearchClient(f"127.0.0.1:{server.port}") as client:
+        outcome = client.reload()
+        assert not outcome.changed and outcome.refused_version == "v999999"
+        assert reason in outcome.refused_reason
+        info = client.index_info()
+        assert info.index_version == served.name
+        assert (info.refused_version, info.refused_reason) == ("v999999", outcome.refused_reason)
+        assert client.search(TextQuery("still serving")).index_version == served.name
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read()
+    assert b"clipsearch_index_refused_total 1.0" in metrics
+
+
+@pytest.mark.slow
+def test_sigterm_drains_in_flight_requests_and_exits_zero(
+    tmp_path: Path, served_collection: ServedCollection
+) -> None:
+    index = served_collection.copy_index(tmp_path / "index")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clipsearch.cli", "serve", "--index", str(index), "--port", "0",
+         "--metrics-port", "-1", "--grace", "30", "--log-format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "serving on" in line, process.stderr.read() if process.stderr else ""
+        target = line.rsplit(" ", 1)[-1].strip()
+        images = [p.read_bytes() for p in sorted(served_collection.images.rglob("*.jpg"))] * 10
+        outcomes: list[tuple[tuple[int, ...], float]] = []
+        failures: list[RpcError] = []
+
+        def slow_call() -> None:  # 250 images: about a second of work each
+            with SearchClient(target, timeout_s=60) as client:
+                try:
+                    outcomes.append((client.embed(images=images).images.shape, time.monotonic()))
+                except RpcError as err:
+                    failures.append(err)
+
+        calls = [threading.Thread(target=slow_call) for _ in range(3)]
+        for call in calls:
+            call.start()
+        time.sleep(0.5)  # the calls are being served
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        for call in calls:
+            call.join()
+        assert failures == []
+        assert [shape for shape, _ in outcomes] == [(len(images), 64)] * 3
+        assert max(done for _, done in outcomes) > sent, "all done before SIGTERM: tests nothing"
+        assert process.wait(timeout=60) == 0
+        with SearchClient(target, timeout_s=2) as late, pytest.raises(RpcError) as refused:
+            late.index_info()
+        assert refused.value.code in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+        events = [
+            json.loads(x).get("event")
+            for x in (process.stderr.read() or "").splitlines()
+            if x.startswith("{")
+        ]  # type: ignore[union-attr]
+        assert "draining" in events and "stopped" in events
+    finally:
+        process.kill()
+        process.wait()
