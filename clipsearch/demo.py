@@ -1,4 +1,7 @@
-"""`make demo`: the main job on sample images, through the real CLI: encode, embed, build.
+"""`make demo`: the main job on sample images, through the real CLI.
+
+Encode, embed into shards, build the index, start the server, query it by text, by
+image and classify an image, then stop the server with SIGTERM.
 
 Uses the default model when its weights are on this host (or `--download` is given);
 otherwise random-init ViT-B-32, said plainly, so the demo runs offline on a fresh machine.
@@ -8,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,7 +59,41 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {title} ==", flush=True)
         if (code := clipsearch(step)) != 0:
             return code
-    return 0
+    return serve_and_query(args.workdir)
+
+
+def serve_and_query(workdir: Path) -> int:
+    """Start `clipsearch serve` on a free port, query it three ways, stop it with SIGTERM."""
+    print("\n== Starting the server ==", flush=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "clipsearch.cli", "serve", "--index", str(workdir / "index"),
+         "--port", "0", "--metrics-port", "-1"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if "serving on" not in line:
+            print("clipsearch: the server did not start", file=sys.stderr)
+            return 1
+        target = line.rsplit(" ", 1)[-1].strip()
+        images = workdir / "images"
+        queries = [
+            ("What is served", ["--info"]),
+            ("Text query: 'a photo of a cat'", ["--text", "a photo of a cat", "--top-k", "3"]),
+            ("Image query: chelsea.jpg", ["--image", str(images / "chelsea.jpg"), "--top-k", "3"]),
+            ("Classify coffee.jpg", ["--classify", str(images / "coffee.jpg"),
+                                     "--labels", "a cat,a cup of coffee,a rocket,an astronaut"]),
+        ]  # fmt: skip
+        for title, query in queries:
+            print(f"\n== {title} ==", flush=True)
+            if (code := clipsearch(["query", "--server", target, *query])) != 0:
+                return code
+    finally:
+        server.send_signal(signal.SIGTERM)
+        exit_code = server.wait(timeout=60)
+    print(f"\n== Server stopped (exit {exit_code}) ==")
+    return exit_code
 
 
 def write_sample_images(folder: Path) -> list[Path]:
