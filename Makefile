@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv demo test lint typecheck unit clean protos bench-embed bench-index
+.PHONY: venv demo test lint typecheck unit clean protos bench-embed bench-index bench-serve
 
 venv: $(STAMP)
 
@@ -38,6 +38,9 @@ test: lint typecheck unit
 
 bench-embed: venv
 	$(BIN)/python -m bench.embed_pipeline
+
+bench-serve: venv
+	$(BIN)/python -m bench.serve_qps
 
 # autofaiss 2.18 breaks on faiss >= 1.10, so it gets its own environment.
 AUTOFAISS_VENV := bench/.venv-autofaiss

@@ -107,7 +107,7 @@ class SearchService:
             return observe_batch(stage) if observe_batch else None
 
         batching = config.batching
-        self.text_batcher = Batcher("text", self._encode_tokens, batching, observer("text"))
+        self.text_batcher = Batcher("text", self._encode_texts_now, batching, observer("text"))
         self.image_batcher = Batcher("image", self._encode_pixels, batching, observer("image"))
         self.search_batcher = Batcher("search", _search_batch, batching, observer("search"))
 
@@ -240,8 +240,7 @@ class SearchService:
     def _encode_texts(self, texts: list[str], call: CallContext) -> list[_Encoded]:
         if not texts:
             return []
-        tokens = self.encoder.tokenize(texts)
-        return self._encoded(self._submit(self.text_batcher, list(tokens), call), call)
+        return self._encoded(self._submit(self.text_batcher, texts, call), call)
 
     def _encode_images(self, images: list[tuple[str, bytes]], call: CallContext) -> list[_Encoded]:
         """Named encoded images to vectors; a bad one fails the request, naming its field."""
@@ -262,8 +261,8 @@ class SearchService:
     ) -> list[_Encoded]:
         return [_Encoded(b.value, b.queue_s, b.run_s) for b in self._wait(futures, call)]
 
-    def _encode_tokens(self, rows: list[torch.Tensor]) -> list[np.ndarray]:
-        return list(self.encoder.encode_tokens(torch.stack(rows)))
+    def _encode_texts_now(self, texts: list[str]) -> list[np.ndarray]:
+        return list(self.encoder.encode_tokens(self.encoder.tokenize(texts)))
 
     def _encode_pixels(self, pixels: list[torch.Tensor]) -> list[np.ndarray]:
         return list(self.encoder.encode_pixels(torch.stack(pixels)))

@@ -24,13 +24,18 @@ def format_for(dim: int) -> EmbeddingFormat:
 
 
 def write_synthetic_shards(
-    folder: Path, vectors: np.ndarray, shard_size: int = 5000, first: int = 0
+    folder: Path,
+    vectors: np.ndarray,
+    shard_size: int = 5000,
+    first: int = 0,
+    fmt: EmbeddingFormat | None = None,
 ) -> list[str]:
-    """Append `vectors` as part files (uris item-{first+i}); returns their uris."""
+    """Append `vectors` as part files (uris item-{first+i}); returns their uris.
+    `fmt` names the model they stand for (default: a model called "synthetic")."""
     folder.mkdir(parents=True, exist_ok=True)
     from indexer.manifest import read_manifest
 
-    fmt = format_for(vectors.shape[1])
+    fmt = fmt or format_for(vectors.shape[1])
     manifest = read_manifest(folder) or Manifest(embedding=fmt, clipsearch_version=VERSION)
     uris = [f"item-{first + i}" for i in range(len(vectors))]
     for start in range(0, len(vectors), shard_size):
