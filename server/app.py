@@ -18,14 +18,14 @@ from grpc_reflection.v1alpha import reflection
 
 from clipsearch.encoder import ClipEncoder, ModelSpec, load_encoder
 from clipsearch.errors import ClipsearchError
-from clipsearch.v1 import search_pb2, search_pb2_grpc
+from clipsearch.v1 import search_pb2
 from indexer import IndexVersion, current_version
 from indexer.index_version import MANIFEST_FILE, IndexManifest
 from server.config import ServerConfig
 from server.index_holder import IndexHolder, RefusedVersion
 from server.metrics import Metrics
 from server.service import SearchService, compatibility
-from server.servicer import SearchServicer
+from server.servicer import SearchServicer, rpc_handlers
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _grpc_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    search_pb2_grpc.add_SearchServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    server.add_generic_rpc_handlers((rpc_handlers(servicer),))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)

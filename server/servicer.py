@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from clipsearch.v1 import search_pb2 as pb
 from clipsearch.v1 import search_pb2_grpc
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 CODES = {status: grpc.StatusCode[status.name] for status in Status}
+SERVICE = pb.DESCRIPTOR.services_by_name["SearchService"]
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
@@ -107,3 +109,36 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             self.metrics.requests.labels(rpc, code.name).inc()
             self.metrics.latency.labels(rpc).observe(time.monotonic() - started)
         raise AssertionError("context.abort returned")  # abort always raises
+
+
+def rpc_handlers(servicer: SearchServicer) -> grpc.GenericRpcHandler:
+    """The service's handlers, parsing requests themselves: bytes that are not a valid
+    message get INVALID_ARGUMENT (gRPC's own deserializer would answer INTERNAL)."""
+    handlers = {}
+    for method in SERVICE.methods:
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _parsing(servicer, method.name, request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+
+
+def _parsing(
+    servicer: SearchServicer, name: str, request_class: type[Message]
+) -> Callable[[bytes, grpc.ServicerContext], Message]:
+    method: Callable[[Message, grpc.ServicerContext], Message] = getattr(servicer, name)
+
+    def handle(raw: bytes, context: grpc.ServicerContext) -> Message:
+        try:
+            request = request_class.FromString(raw)
+        except DecodeError:
+            servicer.metrics.requests.labels(name, "INVALID_ARGUMENT").inc()
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request is not a valid {request_class.DESCRIPTOR.full_name} message",
+            )
+        return method(request, context)
+
+    return handle

@@ -315,3 +315,14 @@ def test_metrics_count_requests_by_rpc_and_status(
 def test_search_results_carry_json_metadata(client: SearchClient) -> None:
     hit = client.search(TextQuery("textile"), top_k=1).hits[0]
     json.loads(hit.metadata_json or "{}")  # valid JSON (or empty)
+
+
+def test_bytes_that_are_not_a_request_are_invalid_not_internal(server: RunningServer) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        raw = channel.unary_unary("/clipsearch.v1.SearchService/Search")
+        with pytest.raises(grpc.RpcError) as caught:
+            raw(b"\xff\xff\xff\xff garbage", timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a valid clipsearch.v1.SearchRequest" in caught.value.details()
+        stub = search_pb2_grpc.SearchServiceStub(channel)
+        assert stub.Search(pb.SearchRequest(text="fine"), timeout=10).hits
