@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -23,6 +24,7 @@ from indexer import IndexVersion
 from indexer.index_version import IndexManifest
 from server.batcher import Batched, Batcher, BatchObserver, CallerGoneError, QueueFullError
 from server.config import ServerConfig
+from server.futures import completed, flat_map
 from server.index_holder import IndexHolder
 from server.queries import (
     CallContext,
@@ -121,17 +123,15 @@ class SearchService:
     def search(self, queries: Sequence[SearchQuery], call: CallContext) -> list[SearchResult]:
         started = time.monotonic()
         version = self._version()
-        encoded = self._vectors([q.query for q in queries], version, call)
-        items = []
-        for query, vector in zip(queries, encoded, strict=True):
-            extra = 1 if isinstance(query.query, ItemQuery) else 0  # the item itself
-            opts = query.options
-            k = opts.top_k + extra
-            items.append(_SearchItem(version, vector.vector, k, opts.nprobe, opts.candidates))
-        found = self._wait(self._submit(self.search_batcher, items, call), call)
+        vectors = self._vector_futures([q.query for q in queries], version, call)
+        searched = [
+            flat_map(vector, partial(self._search_one, version, query, call))
+            for query, vector in zip(queries, vectors, strict=True)
+        ]
+        done = self._wait(searched, call)
         total_ms = (time.monotonic() - started) * 1000
         results = []
-        for query, vector, neighbours in zip(queries, encoded, found, strict=True):
+        for query, (vector, neighbours) in zip(queries, done, strict=True):
             timing = Timing(
                 total_ms=total_ms,
                 queue_ms=vector.queue_s * 1000,
@@ -142,18 +142,25 @@ class SearchService:
             results.append(SearchResult(hits, version.name, timing))
         return results
 
+    def _search_one(
+        self, version: IndexVersion, query: SearchQuery, call: CallContext, vector: _Encoded
+    ) -> Future[tuple[_Encoded, Batched[_Neighbours]]]:
+        """Queue a query's search as soon as its vector exists (in the encoder's thread)."""
+        extra = 1 if isinstance(query.query, ItemQuery) else 0  # the item itself
+        opts = query.options
+        item = _SearchItem(version, vector.vector, opts.top_k + extra, opts.nprobe, opts.candidates)
+        found = self._submit(self.search_batcher, [item], call)[0]
+        return flat_map(found, lambda neighbours: completed((vector, neighbours)))
+
     def embed(self, query: EmbedQuery, call: CallContext) -> Embeddings:
         texts = self._encode_texts(list(query.texts), call)
         named = [(f"images[{n}]", data) for n, data in enumerate(query.images)]
-        images = self._encode_images(named, call)
-        return Embeddings(
-            self._stack([t.vector for t in texts]), self._stack([i.vector for i in images])
-        )
+        return Embeddings(self._stack(texts), self._stack(self._encode_images(named, call)))
 
     def classify(self, query: ClassifyQuery, call: CallContext) -> list[LabelScore]:
-        image = self._encode_images([("image", query.image)], call)[0].vector
+        image = self._encode_images([("image", query.image)], call)[0]
         prompts = [t.replace("{}", label) for label in query.labels for t in query.templates]
-        prompt_vectors = self._stack([e.vector for e in self._encode_texts(prompts, call)])
+        prompt_vectors = self._stack(self._encode_texts(prompts, call))
         per_label = prompt_vectors.reshape(len(query.labels), len(query.templates), -1).mean(1)
         per_label /= np.linalg.norm(per_label, axis=1, keepdims=True)
         similarity = per_label @ image
@@ -216,34 +223,44 @@ class SearchService:
             )
         return version
 
-    def _vectors(
+    def _vector_futures(
         self, queries: Sequence[Query], version: IndexVersion, call: CallContext
-    ) -> list[_Encoded]:
-        """One vector per query: texts and images encoded in batches, the rest looked up."""
-        out: list[_Encoded | None] = [None] * len(queries)
+    ) -> list[Future[_Encoded]]:
+        """One vector per query: texts and images queued for the encoder, the rest looked up."""
+        out: dict[int, Future[_Encoded]] = {}
         texts = [(i, q.text) for i, q in enumerate(queries) if isinstance(q, TextQuery)]
         images = [(i, q.data) for i, q in enumerate(queries) if isinstance(q, ImageQuery)]
         for i, query in enumerate(queries):
             if isinstance(query, VectorQuery):
-                out[i] = _Encoded(query.vector)
+                out[i] = completed(_Encoded(query.vector))
             elif isinstance(query, ItemQuery):
-                out[i] = _Encoded(_item_vector(version, query.item_id))
+                out[i] = completed(_Encoded(_item_vector(version, query.item_id)))
         named = [("image" if len(queries) == 1 else f"queries[{i}].image", d) for i, d in images]
-        encoded_texts = self._encode_texts([t for _, t in texts], call)
-        encoded_images = self._encode_images(named, call)
-        for (i, _), vector in zip(
-            [*texts, *images], [*encoded_texts, *encoded_images], strict=True
-        ):
-            out[i] = vector
-        return [vector for vector in out if vector is not None]
+        pixels = self._pixels(named)
+        pending = self._text_futures([t for _, t in texts], call)
+        pending += self._submit(self.image_batcher, pixels, call) if pixels else []
+        for (i, _), future in zip([*texts, *images], pending, strict=True):
+            out[i] = flat_map(future, lambda b: completed(_Encoded(b.value, b.queue_s, b.run_s)))
+        return [out[i] for i in range(len(queries))]
 
-    def _encode_texts(self, texts: list[str], call: CallContext) -> list[_Encoded]:
-        if not texts:
+    def _text_futures(
+        self, texts: list[str], call: CallContext
+    ) -> list[Future[Batched[np.ndarray]]]:
+        return self._submit(self.text_batcher, texts, call) if texts else []
+
+    def _encode_texts(self, texts: list[str], call: CallContext) -> list[np.ndarray]:
+        return [b.value for b in self._wait(self._text_futures(texts, call), call)]
+
+    def _encode_images(
+        self, images: list[tuple[str, bytes]], call: CallContext
+    ) -> list[np.ndarray]:
+        pixels = self._pixels(images)
+        if not pixels:
             return []
-        return self._encoded(self._submit(self.text_batcher, texts, call), call)
+        return [b.value for b in self._wait(self._submit(self.image_batcher, pixels, call), call)]
 
-    def _encode_images(self, images: list[tuple[str, bytes]], call: CallContext) -> list[_Encoded]:
-        """Named encoded images to vectors; a bad one fails the request, naming its field."""
+    def _pixels(self, images: list[tuple[str, bytes]]) -> list[torch.Tensor]:
+        """Named encoded images to model inputs; a bad one fails the request, naming its field."""
         pixels = []
         for name, data in images:
             try:
@@ -252,14 +269,7 @@ class SearchService:
                 )
             except ImageDecodeError as err:
                 raise RequestError(Status.INVALID_ARGUMENT, str(err)) from err
-        if not pixels:
-            return []
-        return self._encoded(self._submit(self.image_batcher, pixels, call), call)
-
-    def _encoded(
-        self, futures: list[Future[Batched[np.ndarray]]], call: CallContext
-    ) -> list[_Encoded]:
-        return [_Encoded(b.value, b.queue_s, b.run_s) for b in self._wait(futures, call)]
+        return pixels
 
     def _encode_texts_now(self, texts: list[str]) -> list[np.ndarray]:
         return list(self.encoder.encode_tokens(self.encoder.tokenize(texts)))
@@ -284,7 +294,7 @@ class SearchService:
             raise RequestError(Status.RESOURCE_EXHAUSTED, str(err)) from err
 
     @staticmethod
-    def _wait(futures: list[Future[Batched[T]]], call: CallContext) -> list[Batched[T]]:
+    def _wait(futures: list[Future[T]], call: CallContext) -> list[T]:
         results = []
         try:
             for future in futures:
