@@ -8,6 +8,8 @@ with SearchClient("localhost:50051") as client:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
@@ -38,6 +40,7 @@ DEFAULT_TIMEOUT_S = 30.0
 R = TypeVar("R")
 
 __all__ = [
+    "ClientTls",
     "ImageQuery",
     "ItemQuery",
     "RpcError",
@@ -58,13 +61,37 @@ class RpcError(ClipsearchError):
         self.details = details
 
 
+@dataclass(frozen=True)
+class ClientTls:
+    """Trust `ca` (None: the system's roots); present `cert`/`key` for mutual TLS."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: Path | None) -> bytes | None:
+            return path.read_bytes() if path is not None else None
+
+        return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+
 class SearchClient:
-    def __init__(self, target: str, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        target: str,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        api_key: str | None = None,
+        tls: ClientTls | None = None,
+    ) -> None:
         self.target = target
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        )
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        if tls is not None:
+            self._channel = grpc.secure_channel(target, tls.credentials(), options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = search_pb2_grpc.SearchServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     def __enter__(self) -> SearchClient:
@@ -144,7 +171,7 @@ class SearchClient:
 
     def _call(self, method: str, stub_method: Callable[..., R], request: object) -> R:
         try:
-            return stub_method(request, timeout=self.timeout_s)
+            return stub_method(request, timeout=self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as err:
             raise RpcError(method, err.code(), err.details() or "") from err
 

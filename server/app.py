@@ -6,6 +6,7 @@ can tell "starting" from "dead"; it turns SERVING once a model and an index are 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +22,13 @@ from clipsearch.errors import ClipsearchError
 from clipsearch.v1 import search_pb2
 from indexer import IndexVersion, current_version
 from indexer.index_version import MANIFEST_FILE, IndexManifest
+from server.access import Access
 from server.config import ServerConfig
 from server.index_holder import IndexHolder, RefusedVersion
 from server.metrics import Metrics
 from server.service import SearchService, compatibility
 from server.servicer import SearchServicer, rpc_handlers
+from server.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +68,17 @@ class RunningServer:
 
 def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningServer:
     """Start serving `config.index_dir`; `encoder` skips loading a model (tests, benchmarks)."""
+    _check_exposure(config)
     metrics = Metrics()
-    servicer = SearchServicer(metrics)
+    security = config.security
+    servicer = SearchServicer(metrics, Access(security.keys, security.key_limit))
     health_servicer = health.HealthServicer()
     server = _grpc_server(config, servicer, health_servicer)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    address = f"{config.host}:{config.port}"
+    if security.tls is not None:
+        port = server.add_secure_port(address, server_credentials(security.tls))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise ServerStartError(f"cannot listen on {config.host}:{config.port} (in use?)")
     _set_health(health_servicer, False)
@@ -104,6 +113,31 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
         extra={"event": "listening", "port": port},
     )  # fmt: skip
     return running
+
+
+def _check_exposure(config: ServerConfig) -> None:
+    """Without API keys, anyone who can reach the port can call: allow that on loopback only."""
+    if len(config.security.keys):
+        return
+    if not is_loopback(config.host) and not config.security.allow_unauthenticated:
+        raise ServerStartError(
+            f"refusing to listen on {config.host} without API keys: anyone on the network "
+            "could call. Give --api-keys FILE (or CLIPSEARCH_API_KEYS), or pass "
+            "--allow-unauthenticated if a proxy in front authenticates callers"
+        )
+    log.warning(
+        "no API keys configured: every caller that can reach %s is served", config.host,
+        extra={"event": "unauthenticated"},
+    )  # fmt: skip
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _grpc_server(

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from pathlib import Path
 
 from clipsearch.encoder import ModelSpec
+from clipsearch.errors import ClipsearchError
 from server.app import start
+from server.auth import ENV_VAR, load_keys
 from server.config import (
     DEFAULT_METRICS_PORT,
     DEFAULT_PORT,
     BatchingConfig,
     Limits,
+    SecurityConfig,
     ServerConfig,
+    TlsConfig,
 )
 from server.logs import use_json_logs
+from server.quota import Limit
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,11 +56,59 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     model.add_argument(
         "--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N"
     )
+    _add_security_arguments(serve)
     _add_tuning_arguments(serve)
     serve.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
     )
     serve.set_defaults(run=run_serve_command)
+
+
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("security")
+    group.add_argument(
+        "--api-keys",
+        type=Path,
+        metavar="FILE",
+        help=f"API keys, one per line: NAME SECRET SCOPES [rate=N] [concurrent=N] (scopes: "
+        f"search, admin); also read from ${ENV_VAR}. Callers send 'authorization: Bearer SECRET'",
+    )
+    group.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="listen beyond loopback without API keys (only behind a proxy that authenticates)",
+    )
+    group.add_argument(
+        "--key-rate",
+        type=float,
+        help="requests/s per key, for keys that set no rate= (default: unlimited)",
+    )
+    group.add_argument(
+        "--key-concurrency",
+        type=int,
+        help="requests in flight per key, for keys that set no concurrent= (default: unlimited)",
+    )
+    group.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve over TLS")
+    group.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    group.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="PEM CA bundle: require client certificates it signed (mutual TLS)",
+    )
+
+
+def _security(args: argparse.Namespace) -> SecurityConfig:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ClipsearchError("--tls-cert and --tls-key go together: give both")
+    if args.tls_client_ca and not args.tls_cert:
+        raise ClipsearchError("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    return SecurityConfig(
+        keys=load_keys(args.api_keys, os.environ),
+        key_limit=Limit(args.key_rate, args.key_concurrency),
+        allow_unauthenticated=args.allow_unauthenticated,
+        tls=tls,
+    )
 
 
 def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +188,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_message_bytes=int(args.max_message_mb * 1024 * 1024),
         reload_interval_s=args.reload_interval,
         grace_s=args.grace,
+        security=_security(args),
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipsearch.encoder import DEFAULT_MAX_PIXELS, ModelSpec
+from server.auth import KeyRing
+from server.quota import Limit
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9090
@@ -36,6 +38,24 @@ class BatchingConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """PEM files; with `client_ca`, clients must present a certificate it signed (mTLS)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    keys: KeyRing = field(default_factory=lambda: KeyRing([]))
+    key_limit: Limit = field(default_factory=Limit)  # for keys that do not set their own
+    # Without keys the server listens on loopback only, unless this says otherwise.
+    allow_unauthenticated: bool = False
+    tls: TlsConfig | None = None
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     index_dir: Path
     host: str = "127.0.0.1"
@@ -49,3 +69,4 @@ class ServerConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     reload_interval_s: float = 2.0
     grace_s: float = 10.0
+    security: SecurityConfig = field(default_factory=SecurityConfig)

@@ -19,6 +19,8 @@ class Status(Enum):
     CANCELLED = "cancelled"
     UNAVAILABLE = "unavailable"
     FAILED_PRECONDITION = "failed_precondition"
+    UNAUTHENTICATED = "unauthenticated"
+    PERMISSION_DENIED = "permission_denied"
 
 
 class RequestError(Exception):

@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError, Message
 from clipsearch.v1 import search_pb2 as pb
 from clipsearch.v1 import search_pb2_grpc
 from server import requests, responses
+from server.access import Access
 from server.metrics import Metrics
 from server.queries import CallContext, RequestError, Status
 from server.service import SearchService
@@ -27,8 +28,9 @@ SERVICE = pb.DESCRIPTOR.services_by_name["SearchService"]
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     """Registered before the model is loaded; answers UNAVAILABLE until `service` is set."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, access: Access) -> None:
         self.metrics = metrics
+        self.access = access
         self.service: SearchService | None = None
 
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
@@ -88,12 +90,13 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         started = time.monotonic()
         code = grpc.StatusCode.OK
         try:
-            service = self.service
-            if service is None:
-                raise RequestError(Status.UNAVAILABLE, "the server is still loading its model")
-            remaining = context.time_remaining()
-            deadline = None if remaining is None else started + remaining
-            return run(service, CallContext(deadline, context.is_active))
+            with self.access.admit(rpc, context.invocation_metadata()):
+                service = self.service
+                if service is None:
+                    raise RequestError(Status.UNAVAILABLE, "the server is still loading its model")
+                remaining = context.time_remaining()
+                deadline = None if remaining is None else started + remaining
+                return run(service, CallContext(deadline, context.is_active))
         except RequestError as err:
             code = CODES[err.status]
             log.info(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
-from clipsearch.client import ImageQuery, ItemQuery, SearchClient, TextQuery
+from clipsearch.client import ClientTls, ImageQuery, ItemQuery, SearchClient, TextQuery
 from clipsearch.errors import ClipsearchError
 from server.queries import IndexInfo, LabelScore, Query, SearchResult
+
+KEY_VAR = "CLIPSEARCH_API_KEY"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,11 +36,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--nprobe", type=int, help="search effort override for this query")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--api-key", help=f"the server's API key (default: ${KEY_VAR} if set)")
+    parser.add_argument("--tls-ca", type=Path, help="connect over TLS, trusting this PEM CA")
+    parser.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS")
+    parser.add_argument("--tls-key", type=Path, help="private key of --tls-cert")
     parser.set_defaults(run=run_query_command)
 
 
 def run_query_command(args: argparse.Namespace) -> int:
-    with SearchClient(args.server, timeout_s=args.timeout) as client:
+    tls = None
+    if args.tls_ca or args.tls_cert:
+        tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key)
+    api_key = args.api_key or os.environ.get(KEY_VAR)
+    with SearchClient(args.server, args.timeout, api_key, tls) as client:
         if args.info:
             info = client.index_info()
             print(json.dumps(asdict(info), indent=1) if args.json else format_info(info))
