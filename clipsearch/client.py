@@ -23,6 +23,7 @@ from server.queries import (
     Embeddings,
     Hit,
     ImageQuery,
+    ImageUrlQuery,
     IndexInfo,
     ItemQuery,
     LabelScore,
@@ -42,6 +43,7 @@ R = TypeVar("R")
 __all__ = [
     "ClientTls",
     "ImageQuery",
+    "ImageUrlQuery",
     "ItemQuery",
     "RpcError",
     "SearchClient",
@@ -189,6 +191,8 @@ def search_request(query: SearchQuery) -> pb.SearchRequest:
         request.text = q.text
     elif isinstance(q, ImageQuery):
         request.image = q.data
+    elif isinstance(q, ImageUrlQuery):
+        request.image_url = q.url
     elif isinstance(q, VectorQuery):
         request.embedding.values.extend(np.asarray(q.vector, dtype=np.float32).tolist())
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import threading
@@ -23,6 +24,7 @@ from server.config import (
 )
 from server.logs import use_json_logs
 from server.quota import Limit
+from server.url_fetch import UrlFetchConfig
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N"
     )
     _add_security_arguments(serve)
+    _add_image_url_arguments(serve)
     _add_tuning_arguments(serve)
     serve.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
@@ -94,6 +97,55 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
         "--tls-client-ca",
         type=Path,
         help="PEM CA bundle: require client certificates it signed (mutual TLS)",
+    )
+
+
+def _add_image_url_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = UrlFetchConfig()
+    group = parser.add_argument_group("query images by URL (off by default)")
+    group.add_argument(
+        "--image-url-hosts",
+        metavar="HOSTS",
+        help="enable image_url queries for these hosts: comma-separated names, *.suffix "
+        "patterns, or * for any public host",
+    )
+    group.add_argument(
+        "--image-url-networks",
+        metavar="CIDRS",
+        help="non-public networks image URLs may resolve to, e.g. 10.20.0.0/16 (default: none; "
+        "private, loopback and link-local addresses are refused)",
+    )
+    group.add_argument(
+        "--image-url-max-mb",
+        type=float,
+        default=defaults.max_bytes / 2**20,
+        help=f"largest image fetched (default: {defaults.max_bytes / 2**20:g})",
+    )
+    group.add_argument(
+        "--image-url-timeout",
+        type=float,
+        default=defaults.timeout_s,
+        help=f"seconds a fetch may take (default: {defaults.timeout_s:g})",
+    )
+
+
+def _image_urls(args: argparse.Namespace) -> UrlFetchConfig:
+    if not args.image_url_hosts:
+        return UrlFetchConfig()
+    try:
+        networks = tuple(
+            ipaddress.ip_network(n.strip())
+            for n in (args.image_url_networks or "").split(",")
+            if n.strip()
+        )
+    except ValueError as err:
+        raise ClipsearchError(f"--image-url-networks: {err}") from err
+    return UrlFetchConfig(
+        enabled=True,
+        allowed_hosts=tuple(h.strip() for h in args.image_url_hosts.split(",") if h.strip()),
+        allowed_networks=networks,
+        max_bytes=int(args.image_url_max_mb * 2**20),
+        timeout_s=args.image_url_timeout,
     )
 
 
@@ -189,6 +241,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         reload_interval_s=args.reload_interval,
         grace_s=args.grace,
         security=_security(args),
+        image_urls=_image_urls(args),
     )
 
 

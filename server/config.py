@@ -8,6 +8,7 @@ from pathlib import Path
 from clipsearch.encoder import DEFAULT_MAX_PIXELS, ModelSpec
 from server.auth import KeyRing
 from server.quota import Limit
+from server.url_fetch import UrlFetchConfig
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9090
@@ -70,3 +71,4 @@ class ServerConfig:
     reload_interval_s: float = 2.0
     grace_s: float = 10.0
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    image_urls: UrlFetchConfig = field(default_factory=UrlFetchConfig)

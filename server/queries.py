@@ -46,6 +46,11 @@ class ImageQuery:
     data: bytes
 
 
+@dataclass(frozen=True)
+class ImageUrlQuery:
+    url: str
+
+
 @dataclass(frozen=True, eq=False)
 class VectorQuery:
     vector: np.ndarray  # (dim,) float32, unit length
@@ -56,7 +61,7 @@ class ItemQuery:
     item_id: int
 
 
-Query = TextQuery | ImageQuery | VectorQuery | ItemQuery
+Query = TextQuery | ImageQuery | ImageUrlQuery | VectorQuery | ItemQuery
 
 
 @dataclass(frozen=True)

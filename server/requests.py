@@ -12,6 +12,7 @@ from server.queries import (
     ClassifyQuery,
     EmbedQuery,
     ImageQuery,
+    ImageUrlQuery,
     ItemQuery,
     Query,
     SearchOptions,
@@ -43,13 +44,17 @@ def parse_batch(request: pb.BatchSearchRequest, dim: int, limits: Limits) -> lis
 def _parse_query(request: pb.SearchRequest, dim: int, limits: Limits, at: str) -> Query:
     kind = request.WhichOneof("query")
     if kind is None:
-        raise invalid(f"{at}query: set exactly one of text, image, embedding or item_id")
+        raise invalid(f"{at}query: set exactly one of text, image, image_url, embedding or item_id")
     if kind == "text":
         return TextQuery(_text(request.text, f"{at}text", limits))
     if kind == "image":
         if not request.image:
             raise invalid(f"{at}image is empty: send the encoded image bytes")
         return ImageQuery(request.image)
+    if kind == "image_url":
+        if not request.image_url.strip():
+            raise invalid(f"{at}image_url is empty")
+        return ImageUrlQuery(request.image_url.strip())
     if kind == "embedding":
         return VectorQuery(unit_vector(request.embedding.values, dim, f"{at}embedding"))
     return ItemQuery(request.item_id)

@@ -22,6 +22,7 @@ import torch
 from clipsearch.encoder import ClipEncoder, EncoderInfo, ImageDecodeError
 from indexer import IndexVersion
 from indexer.index_version import IndexManifest
+from server import url_fetch
 from server.batcher import Batched, Batcher, BatchObserver, CallerGoneError, QueueFullError
 from server.config import ServerConfig
 from server.futures import completed, flat_map
@@ -33,6 +34,7 @@ from server.queries import (
     EmbedQuery,
     Hit,
     ImageQuery,
+    ImageUrlQuery,
     IndexInfo,
     ItemQuery,
     LabelScore,
@@ -104,6 +106,7 @@ class SearchService:
         self.encoder = encoder
         self.holder = holder
         self.limits = config.limits
+        self.image_urls = config.image_urls
 
         def observer(stage: str) -> BatchObserver | None:
             return observe_batch(stage) if observe_batch else None
@@ -229,7 +232,11 @@ class SearchService:
         """One vector per query: texts and images queued for the encoder, the rest looked up."""
         out: dict[int, Future[_Encoded]] = {}
         texts = [(i, q.text) for i, q in enumerate(queries) if isinstance(q, TextQuery)]
-        images = [(i, q.data) for i, q in enumerate(queries) if isinstance(q, ImageQuery)]
+        images = [
+            (i, q.data if isinstance(q, ImageQuery) else self._download(q.url))
+            for i, q in enumerate(queries)
+            if isinstance(q, ImageQuery | ImageUrlQuery)
+        ]
         for i, query in enumerate(queries):
             if isinstance(query, VectorQuery):
                 out[i] = completed(_Encoded(query.vector))
@@ -242,6 +249,14 @@ class SearchService:
         for (i, _), future in zip([*texts, *images], pending, strict=True):
             out[i] = flat_map(future, lambda b: completed(_Encoded(b.value, b.queue_s, b.run_s)))
         return [out[i] for i in range(len(queries))]
+
+    def _download(self, url: str) -> bytes:
+        try:
+            return url_fetch.fetch(url, self.image_urls)
+        except url_fetch.UrlRefusedError as err:
+            raise RequestError(Status.INVALID_ARGUMENT, f"image_url: {err}") from err
+        except url_fetch.UrlFetchFailedError as err:
+            raise RequestError(Status.UNAVAILABLE, f"image_url: {err}") from err
 
     def _text_futures(
         self, texts: list[str], call: CallContext

@@ -8,7 +8,14 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from clipsearch.client import ClientTls, ImageQuery, ItemQuery, SearchClient, TextQuery
+from clipsearch.client import (
+    ClientTls,
+    ImageQuery,
+    ImageUrlQuery,
+    ItemQuery,
+    SearchClient,
+    TextQuery,
+)
 from clipsearch.errors import ClipsearchError
 from server.queries import IndexInfo, LabelScore, Query, SearchResult
 
@@ -28,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--text", help="search by a description, e.g. 'a red bicycle in the snow'")
     what.add_argument("--image", type=Path, help="search by an example image file")
+    what.add_argument(
+        "--image-url", metavar="URL", help="search by an image URL the server fetches"
+    )
     what.add_argument("--like", type=int, metavar="ID", help="items like this indexed item id")
     what.add_argument("--classify", type=Path, metavar="IMAGE", help="zero-shot classify a file")
     what.add_argument("--info", action="store_true", help="the served model and index")
@@ -69,6 +79,8 @@ def _query(args: argparse.Namespace) -> Query:
         return TextQuery(args.text)
     if args.image is not None:
         return ImageQuery(_read(args.image))
+    if args.image_url is not None:
+        return ImageUrlQuery(args.image_url)
     return ItemQuery(args.like)
 
 

@@ -7,11 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SearchRequest(_message.Message):
-    __slots__ = ("text", "image", "embedding", "item_id", "top_k", "effort", "omit_metadata")
+    __slots__ = ("text", "image", "embedding", "item_id", "image_url", "top_k", "effort", "omit_metadata")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     EFFORT_FIELD_NUMBER: _ClassVar[int]
     OMIT_METADATA_FIELD_NUMBER: _ClassVar[int]
@@ -19,10 +20,11 @@ class SearchRequest(_message.Message):
     image: bytes
     embedding: Vector
     item_id: int
+    image_url: str
     top_k: int
     effort: SearchEffort
     omit_metadata: bool
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., embedding: _Optional[_Union[Vector, _Mapping]] = ..., item_id: _Optional[int] = ..., top_k: _Optional[int] = ..., effort: _Optional[_Union[SearchEffort, _Mapping]] = ..., omit_metadata: _Optional[bool] = ...) -> None: ...
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., embedding: _Optional[_Union[Vector, _Mapping]] = ..., item_id: _Optional[int] = ..., image_url: _Optional[str] = ..., top_k: _Optional[int] = ..., effort: _Optional[_Union[SearchEffort, _Mapping]] = ..., omit_metadata: _Optional[bool] = ...) -> None: ...
 
 class Vector(_message.Message):
     __slots__ = ("values",)
