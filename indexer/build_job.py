@@ -32,6 +32,7 @@ from indexer.index_version import (
     IndexVersion,
     SourceShard,
     current_version,
+    file_checksums,
 )
 from indexer.live import LiveChunk, LiveSet, iter_live, live_set
 from indexer.lock import exclusive
@@ -314,6 +315,7 @@ def _evaluate(
         recall_curve=curve,
         eval_queries=len(evalset.rows),
         build_seconds=round(time.monotonic() - started, 2),
+        files=file_checksums(workdir),
     )
     (workdir / MANIFEST_FILE).write_text(manifest.to_json())
     return manifest

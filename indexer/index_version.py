@@ -20,6 +20,7 @@ import numpy as np
 
 from clipsearch.errors import ClipsearchError
 from indexer.metastore import RecordStore
+from indexer.shards import file_sha256
 
 INDEX_FORMAT = "clipsearch-index/1"
 INDEX_FILE = "index.faiss"
@@ -78,6 +79,7 @@ class IndexManifest:
     parent_version: str | None = None
     on_disk: bool = False
     extra: dict[str, object] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256, all but this
 
     @property
     def reached(self) -> CurvePoint | None:
@@ -111,6 +113,7 @@ class IndexVersion:
         self.path = path
         try:
             self.manifest = IndexManifest.from_json((path / MANIFEST_FILE).read_text())
+            _verify_files(path, self.manifest.files)
             flags = faiss.IO_FLAG_ONDISK_SAME_DIR if self.manifest.on_disk else 0
             self.index = faiss.read_index(str(path / INDEX_FILE), flags)
             self.ids = np.load(path / IDS_FILE, mmap_mode="r")
@@ -188,6 +191,24 @@ class IndexVersion:
         if at < len(self._sorted_ids) and self._sorted_ids[at] == item_id and item_id != REMOVED:
             return int(self._sorted_rows[at])
         return None
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a version but its manifest, for verifying it at load."""
+    return {
+        p.name: file_sha256(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST_FILE
+    }
+
+
+def _verify_files(folder: Path, expected: dict[str, str]) -> None:
+    """Refuses a version whose files were truncated, bit-flipped or replaced since its build."""
+    for name, digest in expected.items():
+        if not (folder / name).exists():
+            raise IndexLoadError(f"{folder}: {name} is missing")
+        if file_sha256(folder / name) != digest:
+            raise IndexLoadError(f"{folder}: {name} does not match its checksum (damaged)")
 
 
 def _top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> SearchResult:

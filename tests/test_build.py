@@ -177,6 +177,18 @@ def test_damaged_versions_are_refused(shards: Path, tmp_path: Path, damage: str)
         IndexVersion(path)
 
 
+@pytest.mark.parametrize("name", ["index.faiss", "vectors.npy", "records.jsonl", "ids.npy"])
+def test_a_single_flipped_bit_anywhere_is_caught_by_the_checksums(
+    shards: Path, tmp_path: Path, name: str
+) -> None:
+    path = build(shards, tmp_path / "index", index_factory=FAST_IVF).path
+    data = bytearray((path / name).read_bytes())
+    data[len(data) * 2 // 3] ^= 0x10  # deep inside, where FAISS and numpy do not look
+    (path / name).write_bytes(bytes(data))
+    with pytest.raises(IndexLoadError, match=f"{name} does not match its checksum"):
+        IndexVersion(path)
+
+
 def test_old_versions_are_kept_for_rollback(shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "index"
     names = [build(shards, out, keep_versions=2).name for _ in range(3)]

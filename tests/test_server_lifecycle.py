@@ -73,9 +73,15 @@ def test_hot_reload_under_concurrent_load_fails_no_request(
     assert len(seen) == 3 and sum(seen.values()) > 50
 
 
-def _damage_index_file(version: Path) -> None:
+def _truncate_index_file(version: Path) -> None:
     data = (version / "index.faiss").read_bytes()
     (version / "index.faiss").write_bytes(data[: len(data) // 2])
+
+
+def _flip_a_bit_of_the_vectors(version: Path) -> None:
+    data = bytearray((version / "vectors.npy").read_bytes())
+    data[-100] ^= 1
+    (version / "vectors.npy").write_bytes(bytes(data))
 
 
 def _other_model(version: Path) -> None:
@@ -86,8 +92,12 @@ def _other_model(version: Path) -> None:
 
 @pytest.mark.parametrize(
     ("damage", "reason"),
-    [(_damage_index_file, "cannot load"), (_other_model, "built with ViT-L-14")],
-    ids=["truncated index file", "another model"],
+    [
+        (_truncate_index_file, "index.faiss does not match its checksum"),
+        (_flip_a_bit_of_the_vectors, "vectors.npy does not match its checksum"),
+        (_other_model, "built with ViT-L-14"),
+    ],
+    ids=["truncated index file", "bit-flipped vectors", "another model"],
 )
 def test_a_bad_new_version_is_refused_and_the_old_one_keeps_serving(
     tmp_path: Path,
