@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 
 from clipsearch.commands import encode, models, query
@@ -48,6 +50,25 @@ def main(argv: list[str] | None = None) -> int:
     except ClipsearchError as err:
         print(f"clipsearch: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # a full disk, a lost mount: say so, not with a traceback
+        print(f"clipsearch: error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
+
+
+OUT_OF_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def describe_os_error(err: OSError) -> str:
+    text = f"{err.strerror}: {err.filename}" if err.strerror and err.filename else str(err)
+    out_of_space = err.errno in OUT_OF_SPACE or any(
+        os.strerror(code) in str(err) for code in OUT_OF_SPACE
+    )
+    if out_of_space:
+        text += (
+            " (out of disk space or over a file size limit: free space and run the same "
+            "command again; committed work is kept and nothing half-written is published)"
+        )
+    return text
 
 
 def configure_logging(level: str) -> None:

@@ -158,7 +158,7 @@ def _full(
             if config.on_disk:
                 index_train.use_on_disk_lists(index, workdir / IVFDATA_FILE)
             index_train.add_rows(index, vectors, 0, count)
-    faiss.write_index(index, str(workdir / INDEX_FILE))
+    index_train.write_index(index, workdir / INDEX_FILE)
     return _with_nlist(plan, index), count, 0
 
 
@@ -199,7 +199,7 @@ def _extend(
     if len(removed_rows):
         index.remove_ids(faiss.IDSelectorBatch(removed_rows.astype(np.int64)))
     index_train.add_rows(index, vectors, start, start + added)
-    faiss.write_index(index, str(workdir / INDEX_FILE))
+    index_train.write_index(index, workdir / INDEX_FILE)
     if len(removed_rows) > 0.25 * max(1, index.ntotal):
         log.warning("over a quarter of the rows were removed: a full rebuild would be smaller")
     plan = IndexPlan(

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import ray
 
-from indexer.index_train import add_rows, ivf_of
+from indexer.index_train import add_rows, ivf_of, write_index
 
 log = logging.getLogger(__name__)
 ROWS_PER_TASK = 250_000
@@ -20,7 +20,7 @@ ROWS_PER_TASK = 250_000
 def _add_group(trained: np.ndarray, vectors_path: str, start: int, stop: int, out: str) -> str:
     index = faiss.deserialize_index(trained)
     add_rows(index, np.load(vectors_path, mmap_mode="r"), start, stop)
-    faiss.write_index(index, out)
+    write_index(index, Path(out))
     return out
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from pathlib import Path
 
 import faiss
@@ -105,3 +107,14 @@ def training_rows(count: int, sample_size: int, seed: int = 0) -> np.ndarray:
     """Sorted random rows (sorted so a memory map reads them front to back)."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(count, size=min(count, sample_size), replace=False))
+
+
+def write_index(index: faiss.Index, path: Path) -> None:
+    """faiss.write_index, with FAISS's RuntimeError on a failed write turned into the
+    OSError it is (a full disk must read as a full disk, not as a FAISS bug)."""
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as err:
+        message = str(err).strip().splitlines()[-1]
+        code = next((c for c in errno.errorcode if os.strerror(c) in message), errno.EIO)
+        raise OSError(code, f"{os.strerror(code)} while writing the index", str(path)) from err
