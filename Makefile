@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv demo test lint typecheck unit clean protos bench-embed bench-index bench-serve
+.PHONY: venv demo test lint typecheck unit clean protos bench-embed bench-index bench-serve soak
 
 venv: $(STAMP)
 
@@ -41,6 +41,9 @@ bench-embed: venv
 
 bench-serve: venv
 	$(BIN)/python -m bench.serve_qps
+
+soak: venv
+	$(BIN)/python -m bench.soak
 
 # autofaiss 2.18 breaks on faiss >= 1.10, so it gets its own environment.
 AUTOFAISS_VENV := bench/.venv-autofaiss
