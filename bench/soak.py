@@ -166,6 +166,11 @@ def report(
     window = max(1, min(60, len(memory) // 3))
     first = float(np.median([mb for _, mb in memory[:window]]))
     last = float(np.median([mb for _, mb in memory[-window:]]))
+    by_minute = [
+        float(np.median([mb for t, mb in memory if m * 60 <= t < (m + 1) * 60]))
+        for m in range(int(max(t for t, _ in memory) // 60) + 1)
+    ]
+    print("server PSS by minute (median MB): " + ", ".join(f"{mb:.0f}" for mb in by_minute))
     peak = max(mb for _, mb in memory)
     print(f"server PSS: first {window} s median {first:.0f} MB, last {window} s {last:.0f} MB "
           f"({(last / first - 1) * 100:+.1f}%); peak {peak:.0f} MB")  # fmt: skip
