@@ -9,6 +9,7 @@ from pathlib import Path
 from clipsearch.commands.model_args import add_model_arguments, spec_from_args
 from clipsearch.encoder import DEFAULT_MAX_PIXELS
 from indexer.embed_job import EmbedConfig, run_embed
+from indexer.engine_local import DEFAULT_WORKER_TIMEOUT_S
 from indexer.engines import add_engine_arguments
 from indexer.manifest import read_manifest
 from indexer.shards import live_errors
@@ -58,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="store float32 vectors (default: float16, half the size, same search quality)",
     )
     parser.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=DEFAULT_WORKER_TIMEOUT_S,
+        help="fail when no decoded batch arrives for this many seconds, instead of hanging "
+        f"(default: {DEFAULT_WORKER_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
         "--batch-size", type=int, default=32, help="images per encode (default: 32)"
     )
     parser.add_argument(
@@ -100,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine,
         ray_address=args.ray_address,
         quiet=args.quiet,
+        worker_timeout_s=args.worker_timeout,
     )
     summary = run_embed(config)
     print(summary.describe())

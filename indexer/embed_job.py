@@ -25,7 +25,7 @@ from indexer.atomic import remove_temporary_files
 from indexer.commit import ShardCommitter
 from indexer.decode import Decoder
 from indexer.encoded import EncodedBatch
-from indexer.engine_local import run_local
+from indexer.engine_local import DEFAULT_WORKER_TIMEOUT_S, run_local
 from indexer.engines import Engine
 from indexer.lock import exclusive
 from indexer.manifest import (
@@ -57,6 +57,7 @@ class EmbedConfig:
     engine: Engine = Engine.LOCAL
     ray_address: str | None = None
     quiet: bool = False
+    worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,9 @@ def _batches(
         return run_ray(
             pending, decoder, config.model, encoder.info, config.batch_size, config.ray_address
         )
-    return run_local(pending, decoder, encoder, config.batch_size, config.workers)
+    return run_local(
+        pending, decoder, encoder, config.batch_size, config.workers, config.worker_timeout_s
+    )
 
 
 def _format_of(encoder: ClipEncoder, config: EmbedConfig) -> EmbeddingFormat:

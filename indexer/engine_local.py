@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import partial
+from typing import TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from clipsearch.encoder import ClipEncoder
+from clipsearch.errors import ClipsearchError
 from indexer.decode import DecodedItem, Decoder, collate
 from indexer.encoded import EncodedBatch, encode_batch
 from indexer.memory import release_free_memory
@@ -17,6 +19,12 @@ from indexer.sources import Reader
 
 PREFETCH_BATCHES_PER_WORKER = 2  # bounds memory: workers x 2 batches in flight
 TRIM_EVERY_ITEMS = 512
+T = TypeVar("T")
+DEFAULT_WORKER_TIMEOUT_S = 600.0
+
+
+class WorkerStalledError(ClipsearchError):
+    """A decode worker sent no batch in time: it died, or could not hand its batch over."""
 
 
 class _PendingItems(Dataset[DecodedItem]):
@@ -42,8 +50,11 @@ def run_local(
     encoder: ClipEncoder,
     batch_size: int,
     workers: int,
+    worker_timeout_s: float = DEFAULT_WORKER_TIMEOUT_S,
 ) -> Iterator[EncodedBatch]:
-    """Encoded batches in item order. Memory holds at most a few batches per worker."""
+    """Encoded batches in item order. Memory holds at most a few batches per worker.
+    A worker that sends nothing for `worker_timeout_s` fails the job instead of hanging it
+    (workers hand batches over in /dev/shm: when that is full, nothing ever arrives)."""
     cuda = encoder.device.type == "cuda"
     loader = DataLoader(
         _PendingItems(items, decoder),
@@ -53,11 +64,28 @@ def run_local(
         pin_memory=cuda,
         prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers else None,
         multiprocessing_context="fork" if workers else None,
+        timeout=worker_timeout_s if workers else 0,
     )
     done = 0
     with torch.inference_mode():
-        for batch in loader:
+        for batch in _guarded(iter(loader), worker_timeout_s):
             yield encode_batch(encoder, batch)
             done += len(batch.items)
             if done % TRIM_EVERY_ITEMS < len(batch.items):
                 release_free_memory()
+
+
+def _guarded(batches: Iterator[T], timeout_s: float) -> Iterator[T]:
+    while True:
+        try:
+            yield next(batches)
+        except StopIteration:
+            return
+        except RuntimeError as err:
+            if "timed out" not in str(err):
+                raise
+            raise WorkerStalledError(
+                f"no decoded batch arrived for {timeout_s:g} s: a decode worker died or could "
+                "not hand its batch over (is /dev/shm full?). Committed shards are kept; "
+                "rerun to resume, with --workers 0 to decode in this process"
+            ) from err

@@ -71,6 +71,23 @@ def test_full_disk_during_embed_fails_cleanly_and_a_rerun_completes(
     assert sorted(uris) == sorted(str(p) for p in source.rglob("*.jpg"))  # once each
 
 
+def test_a_decode_worker_that_cannot_hand_over_fails_the_job_instead_of_hanging(
+    tmp_path: Path, textile_paths: list[Path]
+) -> None:
+    """Workers pass batches through /dev/shm; when that is full (here: a file size limit),
+    no batch ever arrives. The job must fail with a clear message, not wait forever."""
+    source = make_collection(tmp_path / "src", textile_paths[:40])
+    command = [*CLI, "embed", str(source), "--out", str(tmp_path / "shards"), "--model", TINY,
+               "--pretrained", "none", "--workers", "1", "--worker-timeout", "5",
+               "--quiet"]  # fmt: skip
+    stalled = subprocess.run(
+        command, preexec_fn=file_size_limit(6_000), capture_output=True, text=True,
+        check=False, timeout=120,
+    )  # fmt: skip
+    assert stalled.returncode == 1
+    assert "no decoded batch arrived for 5 s" in stalled.stderr
+
+
 def test_full_disk_during_build_publishes_nothing(
     tmp_path: Path, served_collection: ServedCollection
 ) -> None:
