@@ -8,13 +8,13 @@ import logging
 import os
 import sys
 
-from clipsearch.commands import encode, models, query
+from clipsearch.commands import encode, health, models, query
 from clipsearch.errors import ClipsearchError
 from indexer import build_cli
 from indexer import cli as indexer_cli
 from server import cli as server_cli
 
-COMMANDS = (models, encode, indexer_cli, build_cli, server_cli, query)
+COMMANDS = (models, encode, indexer_cli, build_cli, server_cli, query, health)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,9 +15,9 @@ SUBCOMMANDS = subcommands(build_parser())
 
 
 def test_the_commands_a_user_sees() -> None:
-    expected = {"models", "encode", "embed", "build", "versions", "serve", "query"}
+    expected = {"models", "encode", "embed", "build", "versions", "serve", "query", "health"}
     assert set(SUBCOMMANDS) == expected
-    assert len(COMMANDS) == 6  # each module registers its own
+    assert len(COMMANDS) == 7  # each module registers its own
 
 
 @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))

@@ -326,3 +326,13 @@ def test_bytes_that_are_not_a_request_are_invalid_not_internal(server: RunningSe
         assert "not a valid clipsearch.v1.SearchRequest" in caught.value.details()
         stub = search_pb2_grpc.SearchServiceStub(channel)
         assert stub.Search(pb.SearchRequest(text="fine"), timeout=10).hits
+
+
+def test_health_command_exit_codes(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clipsearch.cli import main
+
+    assert main(["health", "--server", f"127.0.0.1:{server.port}"]) == 0
+    assert "SERVING" in capsys.readouterr().out
+    assert main(["health", "--server", "127.0.0.1:1", "--timeout", "1"]) == 1

@@ -6,6 +6,7 @@ import argparse
 
 import open_clip
 
+from clipsearch.commands.model_args import add_model_arguments, spec_from_args
 from clipsearch.encoder import (
     SEED_MODELS,
     ModelSpec,
@@ -20,12 +21,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "models",
         help="list the seed models and whether their weights are cached on this host",
         description="List the seed models, their dimensions, and whether their weights are in "
-        "the Hugging Face cache (checked offline: nothing is downloaded).",
+        "the Hugging Face cache (checked offline: nothing is downloaded). With --download, "
+        "fetch the weights of --model/--pretrained into the cache first (e.g. when building "
+        "a container image with the weights baked in).",
     )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="download the weights of --model/--pretrained into the Hugging Face cache",
+    )
+    add_model_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.download:
+        resolved = resolve_weights(spec_from_args(args), allow_download=True)
+        print(f"downloaded: {resolved.description}")
     print(f"Hugging Face cache: {hub_cache_dir()}")
     header = f"{'MODEL':<10} {'PRETRAINED':<20} {'DIM':>5} {'TOP-1':>6}  WEIGHTS"
     print(header)
