@@ -89,7 +89,12 @@ class SearchClient:
         self.target = target
         self.timeout_s = timeout_s
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        # round_robin spreads calls over every address a target resolves to, e.g. the pods
+        # of a headless Kubernetes Service (dns:///NAME.NAMESPACE.svc.cluster.local:50051).
+        options = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.lb_policy_name", "round_robin"),
+        ]
         if tls is not None:
             self._channel = grpc.secure_channel(target, tls.credentials(), options=options)
         else:

@@ -33,6 +33,9 @@ from server.tls import server_credentials
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
+# SERVING from start-up to shutdown, whatever is loaded: for liveness probes, which must
+# not restart a server that is waiting for its first index.
+LIVENESS = "liveness"
 
 
 class ServerStartError(ClipsearchError):
@@ -47,6 +50,8 @@ class RunningServer:
     health: health.HealthServicer
     metrics: Metrics
     metrics_server: WSGIServer | None
+    health_server: grpc.Server | None = None
+    health_port: int | None = None
     stop_watching: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -59,6 +64,8 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self.stop_watching.set()
         self.grpc_server.stop(grace_s).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0).wait()
         self.service.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
@@ -82,7 +89,9 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
     if port == 0:
         raise ServerStartError(f"cannot listen on {config.host}:{config.port} (in use?)")
     _set_health(health_servicer, False)
+    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     server.start()
+    health_server, health_port = _health_only_server(config, health_servicer)
     metrics_server = None
     if config.metrics_port is not None:
         metrics_server, _ = metrics.serve(config.host, config.metrics_port)
@@ -100,13 +109,17 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
         service = SearchService(encoder, holder, config, metrics.batch_observer)
     except BaseException:
         server.stop(0)
+        if health_server is not None:
+            health_server.stop(0)
         if metrics_server is not None:
             metrics_server.shutdown()
         raise
     for batcher in (service.text_batcher, service.image_batcher, service.search_batcher):
         metrics.track_queue(batcher.name, batcher.depth)
     servicer.service = service
-    running = RunningServer(server, port, service, health_servicer, metrics, metrics_server)
+    running = RunningServer(
+        server, port, service, health_servicer, metrics, metrics_server, health_server, health_port
+    )
     holder.watch(config.reload_interval_s, running.stop_watching)
     log.info(
         "listening on %s:%d (metrics: %s)", config.host, port, running.metrics_port or "off",
@@ -152,6 +165,7 @@ def _grpc_server(
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            *_connection_age(config),
         ],
     )
     server.add_generic_rpc_handlers((rpc_handlers(servicer),))
@@ -159,6 +173,29 @@ def _grpc_server(
     names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     return server
+
+
+def _connection_age(config: ServerConfig) -> list[tuple[str, int]]:
+    if not config.max_connection_age_s:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
+    ]
+
+
+def _health_only_server(
+    config: ServerConfig, servicer: health.HealthServicer
+) -> tuple[grpc.Server | None, int | None]:
+    if config.health_port is None:
+        return None, None
+    server = grpc.server(ThreadPoolExecutor(2, thread_name_prefix="health"))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"{config.host}:{config.health_port}")
+    if port == 0:
+        raise ServerStartError(f"cannot listen on {config.host}:{config.health_port} (in use?)")
+    server.start()
+    return server, port
 
 
 def _set_health(servicer: health.HealthServicer, serving: bool) -> None:

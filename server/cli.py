@@ -210,6 +210,18 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between checks for a newly published index version (default: 2)",
     )
     group.add_argument(
+        "--health-port",
+        type=int,
+        help="also serve grpc.health.v1 alone on this plaintext port, for probes that cannot "
+        "use TLS (service '' is ready; 'liveness' is SERVING while the process runs)",
+    )
+    group.add_argument(
+        "--max-connection-age",
+        type=float,
+        help="seconds after which clients are asked to reconnect, so load spreads to new "
+        "replicas (default: never)",
+    )
+    group.add_argument(
         "--grace",
         type=float,
         default=10.0,
@@ -240,6 +252,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_message_bytes=int(args.max_message_mb * 1024 * 1024),
         reload_interval_s=args.reload_interval,
         grace_s=args.grace,
+        health_port=args.health_port,
+        max_connection_age_s=args.max_connection_age,
         security=_security(args),
         image_urls=_image_urls(args),
     )

@@ -70,5 +70,10 @@ class ServerConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     reload_interval_s: float = 2.0
     grace_s: float = 10.0
+    # A plaintext port serving only grpc.health.v1, for probes that cannot speak TLS
+    # (Kubernetes' native gRPC probes).
+    health_port: int | None = None
+    # Clients reconnect (and re-resolve) after this long, so new replicas get traffic.
+    max_connection_age_s: float | None = None
     security: SecurityConfig = field(default_factory=SecurityConfig)
     image_urls: UrlFetchConfig = field(default_factory=UrlFetchConfig)

@@ -336,3 +336,21 @@ def test_health_command_exit_codes(
     assert main(["health", "--server", f"127.0.0.1:{server.port}"]) == 0
     assert "SERVING" in capsys.readouterr().out
     assert main(["health", "--server", "127.0.0.1:1", "--timeout", "1"]) == 1
+
+
+def test_probe_port_serves_health_only_with_liveness_before_readiness(
+    tmp_path: Path, start_server: Callable[..., RunningServer]
+) -> None:
+    server = start_server(tmp_path, health_port=0)  # no index yet: alive, not ready
+    assert server.health_port
+    with grpc.insecure_channel(f"127.0.0.1:{server.health_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        ready = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        alive = health.Check(health_pb2.HealthCheckRequest(service="liveness"), timeout=5)
+        assert ready.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert alive.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as caught:
+            search_pb2_grpc.SearchServiceStub(channel).GetIndexInfo(
+                pb.GetIndexInfoRequest(), timeout=5
+            )
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
