@@ -21,6 +21,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser, ray_does: str) -> None
     )
     parser.add_argument(
         "--ray-address",
-        help="with --engine ray: the cluster to join, e.g. ray://head:10001 (default: start "
-        "a local Ray instance)",
+        help="with --engine ray: the cluster to join, e.g. ray://head:10001 (default: "
+        "$RAY_ADDRESS when set, as inside a KubeRay RayJob; else a local Ray instance)",
     )
