@@ -11,6 +11,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -24,6 +25,7 @@ from indexer import IndexVersion, current_version
 from indexer.index_version import MANIFEST_FILE, IndexManifest
 from server.access import Access
 from server.config import ServerConfig
+from server.http_api import HttpApi
 from server.index_holder import IndexHolder, RefusedVersion
 from server.metrics import Metrics
 from server.service import SearchService, compatibility
@@ -52,7 +54,12 @@ class RunningServer:
     metrics_server: WSGIServer | None
     health_server: grpc.Server | None = None
     health_port: int | None = None
+    http_server: ThreadingHTTPServer | None = None
     stop_watching: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http_server.server_address[1] if self.http_server else None
 
     @property
     def metrics_port(self) -> int | None:
@@ -63,6 +70,9 @@ class RunningServer:
         log.info("draining (grace %.1f s)", grace_s, extra={"event": "draining"})
         self.health.enter_graceful_shutdown()
         self.stop_watching.set()
+        if self.http_server is not None:
+            self.http_server.shutdown()
+            self.http_server.server_close()
         self.grpc_server.stop(grace_s).wait()
         if self.health_server is not None:
             self.health_server.stop(0).wait()
@@ -78,7 +88,9 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
     _check_exposure(config)
     metrics = Metrics()
     security = config.security
-    servicer = SearchServicer(metrics, Access(security.keys, security.key_limit))
+    access = Access(security.keys, security.key_limit)
+    servicer = SearchServicer(metrics, access)
+    http_api = HttpApi(access, config.max_message_bytes)
     health_servicer = health.HealthServicer()
     server = _grpc_server(config, servicer, health_servicer)
     address = f"{config.host}:{config.port}"
@@ -117,12 +129,21 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
     for batcher in (service.text_batcher, service.image_batcher, service.search_batcher):
         metrics.track_queue(batcher.name, batcher.depth)
     servicer.service = service
+    http_api.service = service
+    http_server = None
+    if config.http_port is not None:
+        try:
+            http_server = http_api.serve(config.host, config.http_port)
+        except OSError as err:
+            raise ServerStartError(f"cannot serve HTTP on port {config.http_port}: {err}") from err
     running = RunningServer(
-        server, port, service, health_servicer, metrics, metrics_server, health_server, health_port
-    )
+        server, port, service, health_servicer, metrics, metrics_server, health_server,
+        health_port, http_server,
+    )  # fmt: skip
     holder.watch(config.reload_interval_s, running.stop_watching)
     log.info(
-        "listening on %s:%d (metrics: %s)", config.host, port, running.metrics_port or "off",
+        "listening on %s:%d (HTTP: %s, metrics: %s)", config.host, port,
+        running.http_port or "off", running.metrics_port or "off",
         extra={"event": "listening", "port": port},
     )  # fmt: skip
     return running

@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--port", type=int, default=DEFAULT_PORT, help=f"gRPC port (default: {DEFAULT_PORT})"
     )
     serve.add_argument(
+        "--http-port",
+        type=int,
+        help="also serve HTTP on this port: OpenAI-compatible /v1/embeddings, JSON "
+        "/v1/search and /v1/classify, and a search page at / (default: off)",
+    )
+    serve.add_argument(
         "--metrics-port",
         type=int,
         default=DEFAULT_METRICS_PORT,
@@ -253,6 +259,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         reload_interval_s=args.reload_interval,
         grace_s=args.grace,
         health_port=args.health_port,
+        http_port=args.http_port,
         max_connection_age_s=args.max_connection_age,
         security=_security(args),
         image_urls=_image_urls(args),

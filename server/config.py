@@ -73,6 +73,8 @@ class ServerConfig:
     # A plaintext port serving only grpc.health.v1, for probes that cannot speak TLS
     # (Kubernetes' native gRPC probes).
     health_port: int | None = None
+    # The HTTP face (OpenAI-compatible embeddings, JSON search, the search page); None: off.
+    http_port: int | None = None
     # Clients reconnect (and re-resolve) after this long, so new replicas get traffic.
     max_connection_age_s: float | None = None
     security: SecurityConfig = field(default_factory=SecurityConfig)

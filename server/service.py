@@ -233,7 +233,7 @@ class SearchService:
         out: dict[int, Future[_Encoded]] = {}
         texts = [(i, q.text) for i, q in enumerate(queries) if isinstance(q, TextQuery)]
         images = [
-            (i, q.data if isinstance(q, ImageQuery) else self._download(q.url))
+            (i, q.data if isinstance(q, ImageQuery) else self.fetch_image(q.url))
             for i, q in enumerate(queries)
             if isinstance(q, ImageQuery | ImageUrlQuery)
         ]
@@ -250,13 +250,20 @@ class SearchService:
             out[i] = flat_map(future, lambda b: completed(_Encoded(b.value, b.queue_s, b.run_s)))
         return [out[i] for i in range(len(queries))]
 
-    def _download(self, url: str) -> bytes:
+    def fetch_image(self, url: str) -> bytes:
+        """An image by URL, under the server's URL rules."""
         try:
             return url_fetch.fetch(url, self.image_urls)
         except url_fetch.UrlRefusedError as err:
             raise RequestError(Status.INVALID_ARGUMENT, f"image_url: {err}") from err
         except url_fetch.UrlFetchFailedError as err:
             raise RequestError(Status.UNAVAILABLE, f"image_url: {err}") from err
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for `texts` (start and end markers included)."""
+        if not texts:
+            return 0
+        return int((self.encoder.tokenize(texts) != 0).sum())
 
     def _text_futures(
         self, texts: list[str], call: CallContext
