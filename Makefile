@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv demo test lint typecheck unit clean protos bench-embed bench-index bench-serve soak
+.PHONY: venv browser demo test lint typecheck unit clean protos bench-embed bench-index bench-serve soak
 
 venv: $(STAMP)
 
@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[$(FAISS),dev]"
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Debian's chromium and chromedriver, for the search page test (tests/test_search_page.py);
+# CI runs this first. Elsewhere the test is skipped when they are missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+		-y -qq chromium chromium-driver)
 
 demo: venv
 	$(BIN)/python -m clipsearch.demo
