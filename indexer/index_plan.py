@@ -23,6 +23,7 @@ MIN_POINTS_PER_LIST = 39
 TARGET_POINTS_PER_LIST = 50
 HNSW_QUANTIZER_MIN_NLIST = 1 << 14
 ID_BYTES = 8  # FAISS stores an int64 id beside every code
+FAST_SCAN_BLOCK = 32  # fast-scan inverted lists hold codes in blocks of this many
 DEFAULT_RERANK_CANDIDATES = 100
 
 
@@ -101,7 +102,11 @@ def plan_index(n: int, dim: int, budget: int, on_disk: bool = False) -> IndexPla
             )  # fmt: skip
     if not on_disk:
         coarse = _Coarse.of(n, dim, FAST_SCAN_LISTS_PER_SQRT_N)
-        per_vector = (budget - coarse.centroid_bytes) / n - ID_BYTES
+    # The OPQ matrix (dim x dim floats at most) sits in RAM too; fast-scan lists are
+    # stored in blocks of 32 codes, so each list wastes half a block on average.
+    fixed = coarse.centroid_bytes + dim * dim * 4
+    padded = n + (0 if on_disk else FAST_SCAN_BLOCK // 2 * coarse.nlist)
+    per_vector = (budget - fixed - n * ID_BYTES) / padded
     return _pq_plan(n, dim, per_vector, coarse, on_disk)
 
 

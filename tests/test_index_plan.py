@@ -18,11 +18,11 @@ MB, GB = 1 << 20, 1 << 30
         (1_000_000, 768, 4 * GB, False, "IVF4096,Flat"),
         (1_000_000, 768, 2 * GB, False, "IVF4096,SQfp16"),
         (1_000_000, 768, 1 * GB, False, "IVF4096,SQ8"),
-        (1_000_000, 768, 100 * MB, False, "OPQ180_720,IVF2048,PQ180x4fs"),  # fast-scan: 2*sqrt(N)
-        (1_000_000, 768, 100 * MB, True, "OPQ84_756,IVF4096,PQ84"),  # on disk: 8-bit codes
-        (1_000_000, 1024, 100 * MB, False, "OPQ168_1008,IVF2048,PQ168x4fs"),
+        (1_000_000, 768, 100 * MB, False, "OPQ152_760,IVF2048,PQ152x4fs"),  # fast-scan: 2*sqrt(N)
+        (1_000_000, 768, 100 * MB, True, "OPQ80_720,IVF4096,PQ80"),  # on disk: 8-bit codes
+        (1_000_000, 1024, 100 * MB, False, "OPQ160_960,IVF2048,PQ160x4fs"),
         (100_000_000, 768, 16 * GB, False, "OPQ256_768,IVF16384_HNSW32,PQ256x4fs"),
-        (60_000, 768, 8 * MB, False, "OPQ192_768,IVF512,PQ192x4fs"),
+        (60_000, 768, 8 * MB, False, "OPQ116_696,IVF512,PQ116x4fs"),
     ],
 )
 def test_plan(n: int, dim: int, budget: int, on_disk: bool, factory: str) -> None:
@@ -32,6 +32,10 @@ def test_plan(n: int, dim: int, budget: int, on_disk: bool, factory: str) -> Non
     if plan.nlist:
         assert 39 * plan.nlist <= plan.train_size <= min(n, 256 * plan.nlist)
         assert plan.bytes_per_vector * n <= budget
+    if "OPQ" in factory:  # everything in RAM: centroids, rotation, padded codes, ids
+        centroids = plan.nlist * dim * 4 * (2 if "HNSW" in factory else 1)
+        padding = 0 if on_disk else 16 * plan.nlist * (plan.bytes_per_vector - 8)
+        assert centroids + dim * dim * 4 + n * plan.bytes_per_vector + padding <= budget
     assert plan.rerank == (factory != "Flat")
 
 
