@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clipsearch.errors import ClipsearchError
 from clipsearch.v1 import search_pb2 as pb
@@ -100,6 +101,7 @@ class SearchClient:
         else:
             self._channel = grpc.insecure_channel(target, options=options)
         self._stub = search_pb2_grpc.SearchServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def __enter__(self) -> SearchClient:
         return self
@@ -169,6 +171,12 @@ class SearchClient:
             refused_version=r.refused_version.index_version,
             refused_reason=r.refused_version.reason,
         )
+
+    def health(self, service: str = "") -> str:
+        """The server's grpc.health.v1 status, e.g. "SERVING" or "NOT_SERVING"."""
+        request = health_pb2.HealthCheckRequest(service=service)
+        reply = self._call("Health", self._health.Check, request)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
     def reload(self) -> Reloaded:
         r = self._call("ReloadIndex", self._stub.ReloadIndex, pb.ReloadIndexRequest())

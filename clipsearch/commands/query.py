@@ -9,13 +9,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from clipsearch.client import (
-    ClientTls,
     ImageQuery,
     ImageUrlQuery,
     ItemQuery,
     SearchClient,
     TextQuery,
 )
+from clipsearch.commands.connection_args import add_connection_arguments, tls_from_args
 from clipsearch.errors import ClipsearchError
 from server.queries import IndexInfo, LabelScore, Query, SearchResult
 
@@ -29,9 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Search a running server by text, image file or indexed item id; or "
         "classify an image against labels; or show what the server serves.",
     )
-    parser.add_argument(
-        "--server", default="localhost:50051", help="HOST:PORT (default: localhost:50051)"
-    )
+    add_connection_arguments(parser, timeout_s=30.0)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--text", help="search by a description, e.g. 'a red bicycle in the snow'")
     what.add_argument("--image", type=Path, help="search by an example image file")
@@ -44,21 +42,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--labels", help="comma-separated labels for --classify, e.g. 'cat,dog'")
     parser.add_argument("--top-k", type=int, default=10, help="hits to return (default: 10)")
     parser.add_argument("--nprobe", type=int, help="search effort override for this query")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--api-key", help=f"the server's API key (default: ${KEY_VAR} if set)")
-    parser.add_argument("--tls-ca", type=Path, help="connect over TLS, trusting this PEM CA")
-    parser.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS")
-    parser.add_argument("--tls-key", type=Path, help="private key of --tls-cert")
     parser.set_defaults(run=run_query_command)
 
 
 def run_query_command(args: argparse.Namespace) -> int:
-    tls = None
-    if args.tls_ca or args.tls_cert:
-        tls = ClientTls(args.tls_ca, args.tls_cert, args.tls_key)
     api_key = args.api_key or os.environ.get(KEY_VAR)
-    with SearchClient(args.server, args.timeout, api_key, tls) as client:
+    with SearchClient(args.server, args.timeout, api_key, tls_from_args(args)) as client:
         if args.info:
             info = client.index_info()
             print(json.dumps(asdict(info), indent=1) if args.json else format_info(info))
