@@ -117,13 +117,6 @@ class SearchClient:
     def close(self) -> None:
         self._channel.close()
 
-    def wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Block until the channel connects (not until the server is SERVING)."""
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
-        except grpc.FutureTimeoutError as err:
-            raise ClipsearchError(f"no server answered at {self.target} in {timeout_s} s") from err
-
     def search(
         self,
         query: Query,

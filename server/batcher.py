@@ -49,17 +49,15 @@ class _Pending(Generic[ItemT, OutT]):
     future: Future[Batched[OutT]]
     enqueued: float
     deadline: float | None
-    is_active: Callable[[], bool]
+    is_active: Callable[[], bool] | None  # None: the caller cannot go away
 
     def abandoned(self, now: float) -> bool:
-        return (self.deadline is not None and now > self.deadline) or not self.is_active()
+        if self.deadline is not None and now > self.deadline:
+            return True
+        return self.is_active is not None and not self.is_active()
 
 
 BatchObserver = Callable[[int, float], None]  # (batch size, run seconds)
-
-
-def _always_active() -> bool:
-    return True
 
 
 class Batcher(Generic[ItemT, OutT]):
@@ -88,7 +86,7 @@ class Batcher(Generic[ItemT, OutT]):
         self,
         items: Sequence[ItemT],
         deadline: float | None = None,
-        is_active: Callable[[], bool] = _always_active,
+        is_active: Callable[[], bool] | None = None,
     ) -> list[Future[Batched[OutT]]]:
         """Queue `items`; raises QueueFullError (queuing none of them) when there is no room."""
         if self.depth() + len(items) > self._config.max_queue:

@@ -19,7 +19,6 @@ from server.queries import RequestError, Status, invalid
 DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,(?P<data>.*)", re.DOTALL)
 HTTP_STATUS = {
     Status.INVALID_ARGUMENT: 400,
-    Status.FAILED_PRECONDITION: 400,
     Status.UNAUTHENTICATED: 401,
     Status.PERMISSION_DENIED: 403,
     Status.NOT_FOUND: 404,

@@ -311,7 +311,7 @@ class SearchService:
         batcher: Batcher[T, U], items: list[T], call: CallContext
     ) -> list[Future[Batched[U]]]:
         try:
-            return batcher.submit(items, call.deadline, call.is_active or _active)
+            return batcher.submit(items, call.deadline, call.is_active)
         except QueueFullError as err:
             raise RequestError(Status.RESOURCE_EXHAUSTED, str(err)) from err
 
@@ -333,10 +333,6 @@ class SearchService:
                 Status.DEADLINE_EXCEEDED, "the deadline passed before the query was answered"
             ) from err
         return results
-
-
-def _active() -> bool:
-    return True
 
 
 def _item_vector(version: IndexVersion, item_id: int) -> np.ndarray:
