@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv browser demo test lint typecheck unit clean protos bench-embed bench-index bench-serve soak
+.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-index bench-serve soak
 
 venv: $(STAMP)
 
@@ -26,7 +26,7 @@ browser:
 		-y -qq chromium chromium-driver)
 
 demo: venv
-	$(BIN)/python -m clipsearch.demo
+	$(BIN)/python -m clipsearch.cli.demo
 
 # The generated gRPC code is committed; tests/test_protos.py fails when it drifts.
 protos: venv
@@ -36,13 +36,17 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The layer contract in pyproject.toml ([tool.importlinter]): a wrong-way import fails.
+layers: venv
+	$(BIN)/lint-imports
+
 typecheck: venv
 	$(BIN)/mypy
 
 unit: venv
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: lint layers typecheck unit
 
 bench-embed: venv
 	$(BIN)/python -m bench.embed_pipeline

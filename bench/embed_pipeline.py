@@ -28,12 +28,13 @@ from pathlib import Path
 import conformal_clip_data
 import torch
 
-from clipsearch.encoder import ModelSpec, load_encoder
-from indexer.decode import Decoder
-from indexer.embed_job import EmbedConfig, run_embed
-from indexer.ids import item_id
-from indexer.plan import PlannedItem
-from indexer.sources import Reader, SourceSpec, list_source
+from clipsearch.collection.ids import item_id
+from clipsearch.encoder import load_encoder
+from clipsearch.indexer.embed.decode import Decoder
+from clipsearch.indexer.embed.job import EmbedConfig, run_embed
+from clipsearch.indexer.embed.plan import PlannedItem
+from clipsearch.indexer.embed.sources import Reader, SourceSpec, list_source
+from clipsearch.models import ModelSpec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +112,7 @@ def memory(source: str, sizes: list[int], args: argparse.Namespace) -> None:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(image)
             command = [
-                sys.executable, "-m", "clipsearch.cli", "--log-level", "WARNING", "embed",
+                sys.executable, "-m", "clipsearch.cli.main", "--log-level", "WARNING", "embed",
                 str(folder), "--out", str(Path(tmp) / f"out-{size}"), "--model",
                 args.memory_model, "--pretrained", "none", "--quiet",
                 "--workers", str(args.workers), "--batch-size", str(args.batch_size),

@@ -26,7 +26,8 @@ import numpy as np
 
 from bench.embed_pipeline import peak_rss_mb
 from bench.synthetic import ClipLikeSpace
-from indexer.index_version import IndexVersion, current_version
+from clipsearch.index.manifest import current_version
+from clipsearch.index.version import IndexVersion
 
 K = 10
 QUERIES = 1000
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def prepare(workdir: Path, n: int, dim: int) -> None:
-    from tests.synthetic import write_synthetic_shards
+    from bench.synthetic import write_synthetic_shards
 
     space = ClipLikeSpace(dim, clusters=1024, seed=0)
     started = time.perf_counter()
@@ -92,7 +93,7 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, batch: int = 100) -> n
 
 def build_clipsearch(workdir: Path, budget: str) -> None:
     command = [
-        sys.executable, "-m", "clipsearch.cli", "--log-level", "WARNING", "build",
+        sys.executable, "-m", "clipsearch.cli.main", "--log-level", "WARNING", "build",
         str(workdir / "shards"), "--out", str(workdir / "clipsearch-index"),
         "--memory-budget", budget, "--target-recall", "0.98",
     ]  # fmt: skip

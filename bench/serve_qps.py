@@ -56,19 +56,18 @@ def queries() -> list[str]:
 
 def prepare(workdir: Path, n: int) -> Path:
     """An index of `n` synthetic vectors standing for ViT-B-32 image embeddings."""
-    from bench.synthetic import ClipLikeSpace
-    from clipsearch.encoder import ModelSpec, load_encoder
-    from indexer import BuildConfig, current_version, run_build
-    from indexer.manifest import EmbeddingFormat
-    from tests.synthetic import write_synthetic_shards
+    from bench.synthetic import ClipLikeSpace, write_synthetic_shards
+    from clipsearch.collection.manifest import EmbeddingFormat, VectorDtype
+    from clipsearch.encoder import load_encoder
+    from clipsearch.index.manifest import current_version
+    from clipsearch.indexer import BuildConfig, run_build
+    from clipsearch.models import ModelSpec
 
     index = workdir / "index"
     if current_version(index) is not None:
         return index
     info = load_encoder(ModelSpec(MODEL, PRETRAINED, device="cpu")).info
-    fmt = EmbeddingFormat(
-        MODEL, PRETRAINED, DIM, _as_json(info.preprocess.to_dict()), "float16", False
-    )
+    fmt = EmbeddingFormat(MODEL, PRETRAINED, DIM, info.preprocess, VectorDtype.FLOAT16, False)
     print(f"writing {n:,} synthetic {DIM}-d vectors and building the index...", flush=True)
     vectors = ClipLikeSpace(DIM, 256, seed=0).images(n, seed=0)
     write_synthetic_shards(workdir / "shards", vectors, shard_size=50_000, fmt=fmt)
@@ -76,18 +75,13 @@ def prepare(workdir: Path, n: int) -> Path:
     return index
 
 
-def _as_json(value: dict[str, object]) -> dict[str, object]:
-    import json
-
-    parsed: dict[str, object] = json.loads(json.dumps(value))
-    return parsed
-
-
 def serve(index: str, mode: str, conn: Connection) -> None:
     """Child process: serve `index` in `mode` until told to stop."""
-    from clipsearch.encoder import ModelSpec, load_encoder
-    from server.app import start
-    from server.config import BatchingConfig, ServerConfig
+    from clipsearch.encoder import load_encoder
+    from clipsearch.models import ModelSpec
+    from clipsearch.server.app import start
+    from clipsearch.server.config import ServerConfig
+    from clipsearch.server.core.config import BatchingConfig
 
     encoder = load_encoder(ModelSpec(MODEL, PRETRAINED, device="cpu"))
     batching = BatchingConfig()

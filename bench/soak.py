@@ -32,8 +32,8 @@ TINY = "clipsearch-tiny"
 def prepare(workdir: Path) -> tuple[Path, list[Path]]:
     import conformal_clip_data
 
-    from clipsearch.encoder import ModelSpec
-    from indexer import BuildConfig, EmbedConfig, SourceSpec, run_build, run_embed
+    from clipsearch.indexer import BuildConfig, EmbedConfig, SourceSpec, run_build, run_embed
+    from clipsearch.models import ModelSpec
 
     images = workdir / "images"
     images.mkdir(parents=True)
@@ -48,9 +48,9 @@ def prepare(workdir: Path) -> tuple[Path, list[Path]]:
 
 
 def serve(index: str, conn: Connection) -> None:
-    from clipsearch.encoder import ModelSpec
-    from server.app import start
-    from server.config import ServerConfig
+    from clipsearch.models import ModelSpec
+    from clipsearch.server.app import start
+    from clipsearch.server.config import ServerConfig
 
     config = ServerConfig(Path(index), port=0, metrics_port=None, reload_interval_s=0.2,
                           model=ModelSpec(TINY, "none", device="cpu"))  # fmt: skip
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--swap-every", type=float, default=3.0, help="seconds between swaps")
     args = parser.parse_args(argv)
-    from indexer.publish import list_versions, switch_current
+    from clipsearch.index.publish import list_versions, switch_current
 
     workdir = Path(tempfile.mkdtemp(prefix="clipsearch-soak-"))
     try:

@@ -7,6 +7,7 @@ with SearchClient("localhost:50051") as client:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,9 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clipsearch.errors import ClipsearchError
-from clipsearch.v1 import search_pb2 as pb
-from clipsearch.v1 import search_pb2_grpc
-from server.queries import (
+from clipsearch.types import (
     Embeddings,
+    HealthStatus,
     Hit,
     ImageQuery,
     ImageUrlQuery,
@@ -37,8 +37,32 @@ from server.queries import (
     Timing,
     VectorQuery,
 )
+from clipsearch.v1 import search_pb2 as pb
+from clipsearch.v1 import search_pb2_grpc
 
+DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT_S = 30.0
+# Calls the server refused for load (RESOURCE_EXHAUSTED) or that found no server
+# (UNAVAILABLE: restarting, a replica going away) are retried by gRPC itself, with
+# exponential backoff, within the call's deadline. Retries are safe: every RPC is a read,
+# or (ReloadIndex) idempotent.
+RETRY_POLICY = {
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "clipsearch.v1.SearchService"},
+                {"service": "grpc.health.v1.Health"},
+            ],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+            },
+        }
+    ]
+}
 R = TypeVar("R")
 
 __all__ = [
@@ -95,6 +119,8 @@ class SearchClient:
         options = [
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", json.dumps(RETRY_POLICY)),
         ]
         if tls is not None:
             self._channel = grpc.secure_channel(target, tls.credentials(), options=options)
@@ -165,11 +191,11 @@ class SearchClient:
             refused_reason=r.refused_version.reason,
         )
 
-    def health(self, service: str = "") -> str:
-        """The server's grpc.health.v1 status, e.g. "SERVING" or "NOT_SERVING"."""
+    def health(self, service: str = "") -> HealthStatus:
+        """The server's grpc.health.v1 status."""
         request = health_pb2.HealthCheckRequest(service=service)
         reply = self._call("Health", self._health.Check, request)
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+        return HealthStatus(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
     def reload(self) -> Reloaded:
         r = self._call("ReloadIndex", self._stub.ReloadIndex, pb.ReloadIndexRequest())

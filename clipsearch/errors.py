@@ -2,4 +2,9 @@
 
 
 class ClipsearchError(Exception):
-    """An error whose message tells the user what to fix."""
+    """An error whose message says what went wrong; `hint`, when there is one, says what to
+    do about it (the flag, the command, the path to try)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint

@@ -1,10 +1,10 @@
-"""Offline half of clipsearch: image collections to Parquet shards to FAISS indexes."""
+"""The offline half of clipsearch: image collections to Parquet shards (`embed/`), shards to
+published FAISS index versions (`build/`)."""
 
-from indexer.build_job import BuildConfig, BuildResult, run_build
-from indexer.embed_job import EmbedConfig, EmbedSummary, run_embed
-from indexer.engines import Engine
-from indexer.index_version import IndexLoadError, IndexVersion, SearchResult, current_version
-from indexer.sources import SourceFormat, SourceSpec
+from clipsearch.indexer.build.job import BuildConfig, BuildResult, run_build
+from clipsearch.indexer.embed.job import EmbedConfig, EmbedSummary, run_embed
+from clipsearch.indexer.embed.sources import SourceFormat, SourceSpec
+from clipsearch.indexer.engine import Engine
 
 __all__ = [
     "BuildConfig",
@@ -12,12 +12,8 @@ __all__ = [
     "EmbedConfig",
     "EmbedSummary",
     "Engine",
-    "IndexLoadError",
-    "IndexVersion",
-    "SearchResult",
     "SourceFormat",
     "SourceSpec",
-    "current_version",
     "run_build",
     "run_embed",
 ]

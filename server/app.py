@@ -11,26 +11,29 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from clipsearch.encoder import ClipEncoder, ModelSpec, load_encoder
+from clipsearch.encoder import ClipEncoder, load_encoder
 from clipsearch.errors import ClipsearchError
+from clipsearch.index.manifest import MANIFEST_FILE, IndexManifest, current_version
+from clipsearch.index.version import IndexVersion
+from clipsearch.models import ModelSpec
+from clipsearch.server.admission.access import Access
+from clipsearch.server.admission.url_fetch import image_fetcher
+from clipsearch.server.config import ServerConfig
+from clipsearch.server.core.index_holder import IndexHolder, RefusedVersion
+from clipsearch.server.core.service import SearchService, compatibility
+from clipsearch.server.grpc.servicer import rpc_handlers
+from clipsearch.server.grpc.tls import server_credentials
+from clipsearch.server.http.app import HttpFace
+from clipsearch.server.http.serving import HttpServer
+from clipsearch.server.metrics import Metrics
+from clipsearch.server.pipeline import Pipeline
 from clipsearch.v1 import search_pb2
-from indexer import IndexVersion, current_version
-from indexer.index_version import MANIFEST_FILE, IndexManifest
-from server.access import Access
-from server.config import ServerConfig
-from server.http_api import HttpApi
-from server.index_holder import IndexHolder, RefusedVersion
-from server.metrics import Metrics
-from server.service import SearchService, compatibility
-from server.servicer import SearchServicer, rpc_handlers
-from server.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,12 @@ class RunningServer:
     metrics_server: WSGIServer | None
     health_server: grpc.Server | None = None
     health_port: int | None = None
-    http_server: ThreadingHTTPServer | None = None
+    http_server: HttpServer | None = None
     stop_watching: threading.Event = field(default_factory=threading.Event)
 
     @property
     def http_port(self) -> int | None:
-        return self.http_server.server_address[1] if self.http_server else None
+        return self.http_server.port if self.http_server else None
 
     @property
     def metrics_port(self) -> int | None:
@@ -70,10 +73,10 @@ class RunningServer:
         log.info("draining (grace %.1f s)", grace_s, extra={"event": "draining"})
         self.health.enter_graceful_shutdown()
         self.stop_watching.set()
+        grpc_stopped = self.grpc_server.stop(grace_s)  # both faces drain at once
         if self.http_server is not None:
-            self.http_server.shutdown()
-            self.http_server.server_close()
-        self.grpc_server.stop(grace_s).wait()
+            self.http_server.stop()
+        grpc_stopped.wait()
         if self.health_server is not None:
             self.health_server.stop(0).wait()
         self.service.close()
@@ -88,11 +91,9 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
     _check_exposure(config)
     metrics = Metrics()
     security = config.security
-    access = Access(security.keys, security.key_limit)
-    servicer = SearchServicer(metrics, access)
-    http_api = HttpApi(access, config.max_message_bytes)
+    pipeline = Pipeline(Access(security.keys, security.key_limit), metrics)
     health_servicer = health.HealthServicer()
-    server = _grpc_server(config, servicer, health_servicer)
+    server = _grpc_server(config, pipeline, health_servicer)
     address = f"{config.host}:{config.port}"
     if security.tls is not None:
         port = server.add_secure_port(address, server_credentials(security.tls))
@@ -118,7 +119,10 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
         holder.reload()
         if holder.current is None and holder.refused is None:
             log.warning("no index in %s yet: waiting for a build to publish one", config.index_dir)
-        service = SearchService(encoder, holder, config, metrics.batch_observer)
+        service = SearchService(
+            encoder, holder, config.limits, config.batching, image_fetcher(config.image_urls),
+            metrics.batch_observer,
+        )  # fmt: skip
     except BaseException:
         server.stop(0)
         if health_server is not None:
@@ -128,14 +132,17 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
         raise
     for batcher in (service.text_batcher, service.image_batcher, service.search_batcher):
         metrics.track_queue(batcher.name, batcher.depth)
-    servicer.service = service
-    http_api.service = service
+    pipeline.service = service
     http_server = None
     if config.http_port is not None:
         try:
-            http_server = http_api.serve(config.host, config.http_port)
+            app = HttpFace(pipeline, config).app()
+            http_server = HttpServer(
+                app, config.host, config.http_port, config.http, config.grace_s
+            )
         except OSError as err:
             raise ServerStartError(f"cannot serve HTTP on port {config.http_port}: {err}") from err
+        http_server.start()
     running = RunningServer(
         server, port, service, health_servicer, metrics, metrics_server, health_server,
         health_port, http_server,
@@ -175,7 +182,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _grpc_server(
-    config: ServerConfig, servicer: SearchServicer, health_servicer: health.HealthServicer
+    config: ServerConfig, pipeline: Pipeline, health_servicer: health.HealthServicer
 ) -> grpc.Server:
     # Threads mostly wait on batch futures; beyond this many calls gRPC answers
     # RESOURCE_EXHAUSTED instead of queueing without bound.
@@ -189,7 +196,7 @@ def _grpc_server(
             *_connection_age(config),
         ],
     )
-    server.add_generic_rpc_handlers((rpc_handlers(servicer),))
+    server.add_generic_rpc_handlers((rpc_handlers(pipeline),))
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)

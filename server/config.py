@@ -5,37 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clipsearch.encoder import DEFAULT_MAX_PIXELS, ModelSpec
-from server.auth import KeyRing
-from server.quota import Limit
-from server.url_fetch import UrlFetchConfig
+from clipsearch.models import ModelSpec
+from clipsearch.server.admission.keys import KeyRing
+from clipsearch.server.admission.quota import Limit
+from clipsearch.server.admission.url_fetch import UrlFetchConfig
+from clipsearch.server.core.config import BatchingConfig, Limits
 
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9090
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask for; beyond these it gets INVALID_ARGUMENT."""
-
-    max_top_k: int = 1000
-    max_batch_queries: int = 256
-    max_labels: int = 1000
-    max_templates: int = 64
-    max_text_chars: int = 10_000
-    max_embed_inputs: int = 256
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
-    max_effort: int = 65_536
-
-
-@dataclass(frozen=True)
-class BatchingConfig:
-    """Dynamic batching of model and index work across concurrent requests."""
-
-    max_batch: int = 32
-    max_wait_ms: float = 2.0
-    # Items waiting per stage; beyond it requests get RESOURCE_EXHAUSTED, not longer waits.
-    max_queue: int = 1024
 
 
 @dataclass(frozen=True)
@@ -57,6 +34,14 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP face's connection handling and its share of the server."""
+
+    idle_timeout_s: float = 5.0  # keep-alive, and waiting for a request's headers
+    request_timeout_s: float = 60.0  # a request's deadline (gRPC callers set their own)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     index_dir: Path
     host: str = "127.0.0.1"
@@ -64,8 +49,8 @@ class ServerConfig:
     metrics_port: int | None = DEFAULT_METRICS_PORT  # None: no metrics endpoint
     model: ModelSpec | None = None  # None: the model the index was built with
     device: str = "auto"  # for the model the index names
-    limits: Limits = Limits()
-    batching: BatchingConfig = BatchingConfig()
+    limits: Limits = field(default_factory=Limits)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
     max_concurrent_rpcs: int = 64
     max_message_bytes: int = 16 * 1024 * 1024
     reload_interval_s: float = 2.0
@@ -75,6 +60,7 @@ class ServerConfig:
     health_port: int | None = None
     # The HTTP face (OpenAI-compatible embeddings, JSON search, the search page); None: off.
     http_port: int | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
     # Clients reconnect (and re-resolve) after this long, so new replicas get traffic.
     max_connection_age_s: float | None = None
     security: SecurityConfig = field(default_factory=SecurityConfig)

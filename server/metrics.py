@@ -8,9 +8,9 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from indexer import IndexVersion
-from server.batcher import BatchObserver
-from server.index_holder import RefusedVersion
+from clipsearch.index.version import IndexVersion
+from clipsearch.server.core.batcher import BatchObserver
+from clipsearch.server.core.index_holder import RefusedVersion
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -21,12 +21,12 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "clipsearch_requests", "RPCs answered, by method and gRPC status", ["rpc", "code"],
-            registry=r,
+            "clipsearch_requests", "Calls answered, by method, status and face (grpc, http)",
+            ["rpc", "code", "face"], registry=r,
         )  # fmt: skip
         self.latency = Histogram(
-            "clipsearch_request_seconds", "Server-side RPC latency", ["rpc"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "clipsearch_request_seconds", "Server-side latency, by method and face",
+            ["rpc", "face"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.batch_size = Histogram(
             "clipsearch_batch_size", "Items per batch, by stage (text, image, search)", ["stage"],

@@ -21,10 +21,11 @@ from safetensors.torch import save_file
 from skimage import data as skdata
 
 from clipsearch.client import SearchClient
-from clipsearch.encoder import ClipEncoder, ModelSpec, load_encoder, register_model_configs
+from clipsearch.encoder import ClipEncoder, load_encoder, register_model_configs
+from clipsearch.models import ModelSpec
 
 if TYPE_CHECKING:
-    from server.app import RunningServer
+    from clipsearch.server.app import RunningServer
     from tests.served import ServedCollection
 
 TINY = "clipsearch-tiny"
@@ -209,8 +210,8 @@ def start_server(
     tiny_encoder: ClipEncoder,
 ) -> Iterator[Callable[..., RunningServer]]:
     """Starts real servers on free loopback ports (with the tiny model); stops them after."""
-    from server.app import start
-    from server.config import ServerConfig
+    from clipsearch.server.app import start
+    from clipsearch.server.config import ServerConfig
 
     running: list[RunningServer] = []
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from clipsearch.encoder import ModelSpec
-from indexer import BuildConfig, EmbedConfig, SourceSpec, run_build, run_embed
+from clipsearch.indexer import BuildConfig, EmbedConfig, SourceSpec, run_build, run_embed
+from clipsearch.models import ModelSpec
 from tests.conftest import TINY, make_collection
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.atomic import remove_temporary_files, write_atomically, write_text_atomically
+from clipsearch.atomic import remove_temporary_files, write_atomically, write_text_atomically
 
 
 def test_written_files_are_readable_by_others_like_any_file(tmp_path: Path) -> None:

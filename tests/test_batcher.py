@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from server.batcher import Batcher, CallerGoneError, QueueFullError
-from server.config import BatchingConfig
+from clipsearch.server.core.batcher import Batcher, CallerGoneError, QueueFullError
+from clipsearch.server.core.config import BatchingConfig
 
 
 class Recorder:

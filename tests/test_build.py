@@ -11,14 +11,16 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from clipsearch.cli import main
-from indexer.build_job import BuildConfig, BuildError, run_build
-from indexer.ids import item_id
-from indexer.index_version import CURRENT_FILE, IndexLoadError, IndexVersion, current_version
-from indexer.manifest import FileKind, read_manifest, write_manifest
-from indexer.publish import list_versions
-from indexer.shards import DELETIONS_SCHEMA, write_shard_file
-from tests.synthetic import clustered_vectors, write_synthetic_shards
+from bench.synthetic import write_synthetic_shards
+from clipsearch.cli.main import main
+from clipsearch.collection.ids import item_id
+from clipsearch.collection.manifest import FileKind, read_manifest, write_manifest
+from clipsearch.collection.shards import DELETIONS_SCHEMA, write_shard_file
+from clipsearch.index.manifest import CURRENT_FILE, current_version
+from clipsearch.index.publish import list_versions
+from clipsearch.index.version import IndexLoadError, IndexVersion
+from clipsearch.indexer.build.job import BuildConfig, BuildError, run_build
+from tests.synthetic import clustered_vectors
 
 DIM = 32
 FAST_IVF = "IVF64,PQ16x4fs"  # small and quick to train; re-ranked (PQ)
@@ -141,7 +143,7 @@ def test_failed_build_leaves_the_current_version_serving(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("indexer.evaluate.make_eval_set", explode)
+    monkeypatch.setattr("clipsearch.indexer.build.evaluate.make_eval_set", explode)
     with pytest.raises(RuntimeError, match="disk on fire"):
         build(shards, out)
     assert current_version(out) == first.path

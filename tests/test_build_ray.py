@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.build_job import BuildConfig, run_build
-from indexer.engines import Engine
-from indexer.index_version import IndexVersion
-from tests.synthetic import clustered_vectors, write_synthetic_shards
+from bench.synthetic import write_synthetic_shards
+from clipsearch.index.version import IndexVersion
+from clipsearch.indexer.build.job import BuildConfig, run_build
+from clipsearch.indexer.engine import Engine
+from tests.synthetic import clustered_vectors
 
 FACTORY = "IVF64,SQ8"  # on-disk capable and quick to train
 
@@ -21,7 +22,9 @@ def test_ray_build_reaches_the_same_recall_as_the_local_build(
 ) -> None:
     shards = tmp_path / "shards"
     write_synthetic_shards(shards, clustered_vectors(12_000, 32, seed=3), shard_size=3000)
-    monkeypatch.setattr("indexer.build_ray.ROWS_PER_TASK", 4_000)  # several tasks to merge
+    monkeypatch.setattr(
+        "clipsearch.indexer.build.add_ray.ROWS_PER_TASK", 4_000
+    )  # several tasks to merge
 
     def build(engine: Engine, out: Path) -> IndexVersion:
         config = BuildConfig(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipsearch.cli import COMMANDS, build_parser, main, subcommands
+from clipsearch.cli.main import COMMANDS, build_parser, main, subcommands
 from tests.conftest import HubCache
 
 SUBCOMMANDS = subcommands(build_parser())
@@ -17,7 +17,7 @@ SUBCOMMANDS = subcommands(build_parser())
 def test_the_commands_a_user_sees() -> None:
     expected = {"models", "encode", "embed", "build", "versions", "serve", "query", "health"}
     assert set(SUBCOMMANDS) == expected
-    assert len(COMMANDS) == 7  # each module registers its own
+    assert len({c.module for c in COMMANDS.values()}) == len(COMMANDS)  # a module each
 
 
 @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))

@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from clipsearch.cli import build_parser, main
+from clipsearch.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

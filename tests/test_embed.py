@@ -12,14 +12,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from clipsearch.cli import main
-from clipsearch.encoder import ClipEncoder, ModelSpec
-from indexer.embed_job import EmbedConfig, run_embed
-from indexer.ids import item_id
-from indexer.lock import LockedError
-from indexer.manifest import FileKind, ManifestError, read_manifest
-from indexer.shards import collection_state, live_errors, read_vectors
-from indexer.sources import SourceSpec
+from clipsearch.cli.main import main
+from clipsearch.collection.ids import item_id
+from clipsearch.collection.manifest import FileKind, ManifestError, VectorDtype, read_manifest
+from clipsearch.collection.shards import collection_state, live_errors, read_vectors
+from clipsearch.encoder import ClipEncoder
+from clipsearch.indexer.embed.job import EmbedConfig, run_embed
+from clipsearch.indexer.embed.sources import SourceSpec
+from clipsearch.indexer.lock import LockedError
+from clipsearch.models import ModelSpec
 from tests.conftest import TINY, bad_inputs, collection_path, make_collection
 
 TINY_ARGS = ["--model", TINY, "--pretrained", "none", "--quiet"]
@@ -152,7 +153,7 @@ def test_refuses_to_mix_models(tmp_path: Path, textile_paths: list[Path]) -> Non
     ):
         run_embed(other)
     with pytest.raises(ManifestError, match="float16 vectors, this job float32"):
-        run_embed(config(source, out, embedding_dtype="float32"))
+        run_embed(config(source, out, embedding_dtype=VectorDtype.FLOAT32))
     assert embed(source, out, "--model", "ViT-B-32") == 1
 
 
@@ -163,7 +164,7 @@ def test_float32_and_caption_embeddings(
     captioned = sorted(source.rglob("*.jpg"))[0]
     captioned.with_suffix(".txt").write_text("a red carpet")
     out = tmp_path / "shards"
-    run_embed(config(source, out, embedding_dtype="float32", embed_captions=True))
+    run_embed(config(source, out, embedding_dtype=VectorDtype.FLOAT32, embed_captions=True))
     table = pq.read_table(out / "part-00000.parquet")
     assert str(table.schema.field("embedding").type.value_type) == "float"
     rows = {r["uri"]: r for r in table.to_pylist()}

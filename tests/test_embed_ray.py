@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from clipsearch.encoder import ModelSpec
-from indexer.embed_job import EmbedConfig, EmbedSummary, run_embed
-from indexer.engines import Engine
-from indexer.manifest import FileKind, read_manifest
-from indexer.shards import live_errors
-from indexer.sources import SourceSpec
+from clipsearch.collection.manifest import FileKind, read_manifest
+from clipsearch.collection.shards import live_errors
+from clipsearch.indexer.embed.job import EmbedConfig, EmbedSummary, run_embed
+from clipsearch.indexer.embed.sources import SourceSpec
+from clipsearch.indexer.engine import Engine
+from clipsearch.models import ModelSpec
 from tests.conftest import TINY, collection_path, make_collection
 
 

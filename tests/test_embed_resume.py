@@ -13,14 +13,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from indexer.manifest import FileKind, read_manifest
-from indexer.shards import file_sha256
+from clipsearch.checksum import file_sha256
+from clipsearch.collection.manifest import FileKind, read_manifest
 from tests.conftest import TINY, make_collection
 
 
 def embed_command(source: Path, out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "clipsearch.cli", "--log-level", "WARNING", "embed",
+        sys.executable, "-m", "clipsearch.cli.main", "--log-level", "WARNING", "embed",
         str(source), "--out", str(out), "--model", TINY, "--pretrained", "none",
         "--shard-size", "8", "--batch-size", "4", "--workers", "1", "--quiet",
     ]  # fmt: skip

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clipsearch.encoder import SEED_MODELS, ClipEncoder, ModelSpec, load_encoder
+from clipsearch.encoder import ClipEncoder, load_encoder
+from clipsearch.models import SEED_MODELS, ModelSpec
 from tests.conftest import TEXTS, TINY, HubCache, reference_embeddings, save_random_model
 
 TOLERANCE = 1e-4

@@ -16,18 +16,20 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from bench.synthetic import write_synthetic_shards
+from clipsearch.checksum import file_sha256
 from clipsearch.client import SearchClient, TextQuery
-from indexer import IndexVersion, current_version
-from indexer.manifest import FileKind, read_manifest
-from indexer.publish import list_versions
-from indexer.shards import file_sha256
-from server.app import RunningServer
+from clipsearch.collection.manifest import FileKind, read_manifest
+from clipsearch.index.manifest import current_version
+from clipsearch.index.publish import list_versions
+from clipsearch.index.version import IndexVersion
+from clipsearch.server.app import RunningServer
 from tests.conftest import TINY, make_collection
 from tests.served import ServedCollection
-from tests.synthetic import clustered_vectors, write_synthetic_shards
+from tests.synthetic import clustered_vectors
 
 pytestmark = pytest.mark.slow
-CLI = [sys.executable, "-m", "clipsearch.cli", "--log-level", "WARNING"]
+CLI = [sys.executable, "-m", "clipsearch.cli.main", "--log-level", "WARNING"]
 
 
 def file_size_limit(limit: int) -> Callable[[], None]:

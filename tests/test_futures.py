@@ -6,7 +6,7 @@ from concurrent.futures import CancelledError, Future
 
 import pytest
 
-from server.futures import completed, flat_map
+from clipsearch.server.core.futures import completed, flat_map
 
 
 def test_values_flow_through_the_chain_when_the_first_completes_later() -> None:

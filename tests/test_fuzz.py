@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from clipsearch.server.app import RunningServer, start
+from clipsearch.server.config import ServerConfig
 from clipsearch.v1 import search_pb2 as pb
 from clipsearch.v1 import search_pb2_grpc
-from server.app import RunningServer, start
-from server.config import ServerConfig
 from tests.served import ServedCollection
 
 pytestmark = pytest.mark.slow

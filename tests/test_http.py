@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from clipsearch.encoder import ClipEncoder
-from server.app import RunningServer
-from server.auth import KeyRing, parse_keys
-from server.config import SecurityConfig
+from clipsearch.server.admission.keys import KeyRing, parse_keys
+from clipsearch.server.app import RunningServer
+from clipsearch.server.config import SecurityConfig
 from tests.conftest import TINY
 from tests.served import ServedCollection
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.index_plan import SearchKnob, choose_nlist, parse_size, plan_index, pq_shape
+from clipsearch.indexer.build.plan import SearchKnob, choose_nlist, parse_size, plan_index, pq_shape
 
 MB, GB = 1 << 20, 1 << 30
 

@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from indexer.packed import PackedList
-from indexer.sources.base import FileLocator, SourceItem
+from clipsearch.indexer.embed.packed import PackedList
+from clipsearch.indexer.embed.sources.base import FileLocator, SourceItem
 
 
 def packed(n: int) -> PackedList[SourceItem]:

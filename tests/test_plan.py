@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.ids import item_id
-from indexer.manifest import FileKind
-from indexer.plan import IdCollisionError, plan_embedding
-from indexer.shards import LiveItem
-from indexer.sources.base import FileLocator, SourceItem
+from clipsearch.collection.ids import item_id
+from clipsearch.collection.manifest import FileKind
+from clipsearch.collection.shards import LiveItem
+from clipsearch.indexer.embed.plan import IdCollisionError, plan_embedding
+from clipsearch.indexer.embed.sources.base import FileLocator, SourceItem
 
 
 def item(uri: str, stamp: str = "s1") -> SourceItem:
@@ -52,6 +52,6 @@ def test_ids_are_stable_and_non_negative() -> None:
 
 
 def test_id_collision_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("indexer.plan.item_id", lambda uri: 7)
+    monkeypatch.setattr("clipsearch.indexer.embed.plan.item_id", lambda uri: 7)
     with pytest.raises(IdCollisionError, match="share id 7"):
         plan_embedding([item("a"), item("b")], {})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from server.app import RunningServer
+from clipsearch.server.app import RunningServer
 from tests.served import ServedCollection
 
 pytestmark = pytest.mark.slow

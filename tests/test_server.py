@@ -26,10 +26,11 @@ from clipsearch.client import (
     VectorQuery,
 )
 from clipsearch.encoder import ClipEncoder
+from clipsearch.index.manifest import current_version
+from clipsearch.index.version import IndexVersion
+from clipsearch.server.app import RunningServer
 from clipsearch.v1 import search_pb2 as pb
 from clipsearch.v1 import search_pb2_grpc
-from indexer import IndexVersion, current_version
-from server.app import RunningServer
 from tests.conftest import bad_inputs
 from tests.served import ServedCollection
 
@@ -199,7 +200,7 @@ BAD_OTHER_CALLS: list[tuple[str, str, object, str]] = [
         pb.BatchSearchRequest(queries=[_search(text="a"), _search()]),
         "queries[1].query",
     ),
-    ("embed nothing", "Embed", pb.EmbedRequest(), "both empty"),
+    ("embed nothing", "Embed", pb.EmbedRequest(), "no inputs"),
     ("embed bad image", "Embed", pb.EmbedRequest(images=[b"xx"]), "images[0]"),
     ("one label", "Classify", pb.ClassifyRequest(image=b"x", labels=["cat"]), "at least two"),
     ("no image", "Classify", pb.ClassifyRequest(labels=["cat", "dog"]), "image is empty"),
@@ -231,7 +232,7 @@ def test_bad_calls_of_other_rpcs_are_invalid_arguments(
 def test_oversized_messages_and_full_queues_are_refused(
     served_collection: ServedCollection, start_server: Callable[..., RunningServer]
 ) -> None:
-    from server.config import BatchingConfig
+    from clipsearch.server.core.config import BatchingConfig
 
     server = start_server(
         served_collection.index,
@@ -304,8 +305,8 @@ def test_metrics_count_requests_by_rpc_and_status(
     with pytest.raises(RpcError):
         client.search(TextQuery(""))
     text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read().decode()
-    assert 'clipsearch_requests_total{code="OK",rpc="Search"} 1.0' in text
-    assert 'clipsearch_requests_total{code="INVALID_ARGUMENT",rpc="Search"} 1.0' in text
+    assert 'clipsearch_requests_total{code="OK",face="grpc",rpc="Search"} 1.0' in text
+    assert 'clipsearch_requests_total{code="INVALID_ARGUMENT",face="grpc",rpc="Search"} 1.0' in text
     assert 'clipsearch_batch_size_count{stage="text"}' in text
     assert "clipsearch_queue_depth" in text and "clipsearch_index_vectors" in text
     info = client.index_info()
@@ -331,7 +332,7 @@ def test_bytes_that_are_not_a_request_are_invalid_not_internal(server: RunningSe
 def test_health_command_exit_codes(
     server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from clipsearch.cli import main
+    from clipsearch.cli.main import main
 
     assert main(["health", "--server", f"127.0.0.1:{server.port}"]) == 0
     assert "SERVING" in capsys.readouterr().out

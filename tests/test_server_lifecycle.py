@@ -18,8 +18,9 @@ import grpc
 import pytest
 
 from clipsearch.client import ImageQuery, RpcError, SearchClient, TextQuery
-from indexer import BuildConfig, current_version, run_build
-from server.app import RunningServer
+from clipsearch.index.manifest import current_version
+from clipsearch.indexer import BuildConfig, run_build
+from clipsearch.server.app import RunningServer
 from tests.served import ServedCollection
 
 
@@ -95,7 +96,7 @@ def _other_model(version: Path) -> None:
     [
         (_truncate_index_file, "index.faiss does not match its checksum"),
         (_flip_a_bit_of_the_vectors, "vectors.npy does not match its checksum"),
-        (_other_model, "built with ViT-L-14"),
+        (_other_model, "ViT-L-14"),
     ],
     ids=["truncated index file", "bit-flipped vectors", "another model"],
 )
@@ -132,7 +133,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(
 ) -> None:
     index = served_collection.copy_index(tmp_path / "index")
     process = subprocess.Popen(
-        [sys.executable, "-m", "clipsearch.cli", "serve", "--index", str(index), "--port", "0",
+        [sys.executable, "-m", "clipsearch.cli.main", "serve", "--index", str(index), "--port", "0",
          "--metrics-port", "-1", "--grace", "30", "--log-format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},

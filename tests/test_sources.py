@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from indexer.sources import (
+from clipsearch.indexer.embed.sources import (
     Reader,
     SourceError,
     SourceFormat,

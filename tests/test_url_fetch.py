@@ -13,8 +13,7 @@ import grpc
 import pytest
 
 from clipsearch.client import ImageUrlQuery, RpcError, SearchClient
-from server.app import RunningServer
-from server.url_fetch import (
+from clipsearch.server.admission.url_fetch import (
     UrlFetchConfig,
     UrlFetchFailedError,
     UrlRefusedError,
@@ -22,6 +21,7 @@ from server.url_fetch import (
     fetch,
     host_allowed,
 )
+from clipsearch.server.app import RunningServer
 from tests.served import ServedCollection
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)

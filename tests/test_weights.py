@@ -17,7 +17,7 @@ from clipsearch.encoder import (
     WeightsUnavailableError,
     resolve_weights,
 )
-from clipsearch.encoder.spec import SeedModel
+from clipsearch.models import SeedModel
 from tests.conftest import HubCache
 
 SEED_IDS = [f"{s.model}-{s.pretrained}" for s in SEED_MODELS]

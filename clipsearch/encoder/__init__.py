@@ -14,19 +14,19 @@ from clipsearch.encoder.images import (
     decode_image,
     read_image,
 )
-from clipsearch.encoder.spec import (
-    DEFAULT_MODEL,
-    DEFAULT_PRETRAINED,
-    SEED_MODELS,
-    EncoderInfo,
-    ModelSpec,
-    PreprocessConfig,
-)
+from clipsearch.encoder.spec import EncoderInfo
 from clipsearch.encoder.weights import (
     UnknownModelError,
     WeightsUnavailableError,
     resolve_weights,
     tag_preprocess,
+)
+from clipsearch.models import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    SEED_MODELS,
+    ModelSpec,
+    PreprocessConfig,
 )
 
 __all__ = [

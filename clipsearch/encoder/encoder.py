@@ -15,10 +15,11 @@ from PIL import Image
 
 from clipsearch.encoder.device import select_device
 from clipsearch.encoder.images import DEFAULT_MAX_PIXELS, decode_image, to_rgb
-from clipsearch.encoder.spec import EncoderInfo, ModelSpec, PreprocessConfig
+from clipsearch.encoder.spec import EncoderInfo
 from clipsearch.encoder.text_prefix import encode_text_prefix, supports_prefix
 from clipsearch.encoder.weights import ResolvedWeights, resolve_weights
 from clipsearch.errors import ClipsearchError
+from clipsearch.models import ModelSpec, PreprocessConfig
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import HFValidationError
 
-from clipsearch.encoder.spec import ModelSpec, PreprocessOverrides
+from clipsearch.encoder.spec import PreprocessOverrides
 from clipsearch.errors import ClipsearchError
+from clipsearch.models import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,102 @@
+"""`clipsearch build`: Parquet shards to a measured, published index version."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from clipsearch.cli.args import add_engine_arguments
+from clipsearch.index.manifest import IndexManifest
+from clipsearch.indexer.build.job import DEFAULT_BUDGET, BuildConfig, run_build
+from clipsearch.indexer.build.plan import parse_size
+from clipsearch.indexer.build.plot import plot_curve
+from clipsearch.indexer.engine import Engine
+
+
+def register(build: argparse.ArgumentParser) -> None:
+    build.description = (
+        "Build a FAISS index over the current rows of SHARDS_DIR, measure its "
+        "recall against exact search, and publish it atomically as a new version under --out "
+        "(a server watching --out switches to it). A failed or interrupted build leaves the "
+        "current version untouched."
+    )
+    build.add_argument("shards", type=Path, help="the folder `clipsearch embed` wrote")
+    build.add_argument("--out", type=Path, required=True, help="the index folder")
+    build.add_argument(
+        "--memory-budget",
+        type=parse_size,
+        default=DEFAULT_BUDGET,
+        help="RAM the index may take, e.g. 512M or 4G (default: 4G); the float16 vectors used "
+        "for re-ranking are memory-mapped from disk and not counted",
+    )
+    build.add_argument(
+        "--index-factory", help="a FAISS factory string instead of the planned index"
+    )
+    build.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.95,
+        help="the recall@10 the default search setting must reach (default: 0.95)",
+    )
+    build.add_argument(
+        "--add",
+        action="store_true",
+        help="extend the current version with new shards (and drop deleted or changed "
+        "images) instead of rebuilding",
+    )
+    build.add_argument(
+        "--on-disk",
+        action="store_true",
+        help="keep the inverted lists in a memory-mapped file (for indexes larger than RAM)",
+    )
+    add_engine_arguments(build, "add vectors in parallel Ray tasks, merged into an on-disk index")
+    build.add_argument(
+        "--keep-versions", type=int, default=3, help="versions to keep for rollback (default: 3)"
+    )
+    build.add_argument(
+        "--eval-queries",
+        type=int,
+        default=1000,
+        help="collection vectors used as queries to measure recall (default: 1000)",
+    )
+    build.add_argument("--plot", type=Path, help="draw recall against queries/s to this PNG")
+    build.set_defaults(run=run_build_command)
+
+
+def run_build_command(args: argparse.Namespace) -> int:
+    config = BuildConfig(
+        shards=args.shards,
+        out=args.out,
+        memory_budget=args.memory_budget,
+        index_factory=args.index_factory,
+        target_recall=args.target_recall,
+        add=args.add,
+        on_disk=args.on_disk,
+        engine=Engine(args.engine),
+        ray_address=args.ray_address,
+        keep_versions=args.keep_versions,
+        eval_queries=args.eval_queries,
+    )
+    result = run_build(config)
+    print(describe(result.manifest))
+    print(f"published {result.path} (+{result.added} rows, -{result.removed} rows)")
+    if args.plot:
+        plot_curve(result.manifest, args.plot)
+        print(f"recall curve drawn to {args.plot}")
+    return 0
+
+
+def describe(manifest: IndexManifest) -> str:
+    lines = [
+        f"{manifest.version}: {manifest.factory} over {manifest.count:,} vectors "
+        f"({manifest.model}/{manifest.pretrained}, {manifest.dim}-d), "
+        f"built in {manifest.build_seconds:.1f} s",
+        f"{'nprobe':>7} {'rerank':>7} {'recall@1':>9} {'recall@10':>10} {'queries/s':>10}",
+    ]
+    for p in manifest.recall_curve:
+        mark = " <- default" if p == manifest.reached else ""
+        lines.append(
+            f"{p.nprobe:>7} {p.candidates:>7} {p.recall_at_1:>9.3f} {p.recall_at_10:>10.3f} "
+            f"{p.queries_per_second:>10.0f}{mark}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,262 @@
+"""`clipsearch serve`: run the gRPC server until SIGTERM or Ctrl-C, then drain and exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import signal
+import threading
+from pathlib import Path
+
+from clipsearch.cli.args import add_model_arguments, named_model
+from clipsearch.errors import ClipsearchError
+from clipsearch.server.admission.keys import ENV_VAR, load_keys
+from clipsearch.server.admission.quota import Limit
+from clipsearch.server.admission.url_fetch import UrlFetchConfig
+from clipsearch.server.app import start
+from clipsearch.server.config import (
+    DEFAULT_METRICS_PORT,
+    DEFAULT_PORT,
+    SecurityConfig,
+    ServerConfig,
+    TlsConfig,
+)
+from clipsearch.server.core.config import BatchingConfig, Limits
+from clipsearch.server.logs import use_json_logs
+
+
+def register(serve: argparse.ArgumentParser) -> None:
+    serve.description = (
+        "Serve the current version of INDEX_DIR over gRPC (clipsearch.v1."
+        "SearchService, plus grpc.health.v1 and server reflection), with the CLIP model the "
+        "index was built with. New versions published into INDEX_DIR are picked up without a "
+        "restart. SIGTERM drains in-flight requests and exits 0."
+    )
+    serve.add_argument("--index", type=Path, required=True, help="the index folder to serve")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 or [::] to accept other hosts (default: 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"gRPC port (default: {DEFAULT_PORT})"
+    )
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        help="also serve HTTP on this port: OpenAI-compatible /v1/embeddings, JSON "
+        "/v1/search and /v1/classify, and a search page at / (default: off)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help=f"Prometheus /metrics port, -1 to disable (default: {DEFAULT_METRICS_PORT})",
+    )
+    add_model_arguments(serve, required=False)
+    _add_security_arguments(serve)
+    _add_image_url_arguments(serve)
+    _add_tuning_arguments(serve)
+    serve.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
+    )
+    serve.set_defaults(run=run_serve_command)
+
+
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("security")
+    group.add_argument(
+        "--api-keys",
+        type=Path,
+        metavar="FILE",
+        help=f"API keys, one per line: NAME SECRET SCOPES [rate=N] [concurrent=N] (scopes: "
+        f"search, admin); also read from ${ENV_VAR}. Callers send 'authorization: Bearer SECRET'",
+    )
+    group.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="listen beyond loopback without API keys (only behind a proxy that authenticates)",
+    )
+    group.add_argument(
+        "--key-rate",
+        type=float,
+        help="requests/s per key, for keys that set no rate= (default: unlimited)",
+    )
+    group.add_argument(
+        "--key-concurrency",
+        type=int,
+        help="requests in flight per key, for keys that set no concurrent= (default: unlimited)",
+    )
+    group.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve over TLS")
+    group.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    group.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="PEM CA bundle: require client certificates it signed (mutual TLS)",
+    )
+
+
+def _add_image_url_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = UrlFetchConfig()
+    group = parser.add_argument_group("query images by URL (off by default)")
+    group.add_argument(
+        "--image-url-hosts",
+        metavar="HOSTS",
+        help="enable image_url queries for these hosts: comma-separated names, *.suffix "
+        "patterns, or * for any public host",
+    )
+    group.add_argument(
+        "--image-url-networks",
+        metavar="CIDRS",
+        help="non-public networks image URLs may resolve to, e.g. 10.20.0.0/16 (default: none; "
+        "private, loopback and link-local addresses are refused)",
+    )
+    group.add_argument(
+        "--image-url-max-mb",
+        type=float,
+        default=defaults.max_bytes / 2**20,
+        help=f"largest image fetched (default: {defaults.max_bytes / 2**20:g})",
+    )
+    group.add_argument(
+        "--image-url-timeout",
+        type=float,
+        default=defaults.timeout_s,
+        help=f"seconds a fetch may take (default: {defaults.timeout_s:g})",
+    )
+
+
+def _image_urls(args: argparse.Namespace) -> UrlFetchConfig:
+    if not args.image_url_hosts:
+        return UrlFetchConfig()
+    try:
+        networks = tuple(
+            ipaddress.ip_network(n.strip())
+            for n in (args.image_url_networks or "").split(",")
+            if n.strip()
+        )
+    except ValueError as err:
+        raise ClipsearchError(f"--image-url-networks: {err}") from err
+    return UrlFetchConfig(
+        enabled=True,
+        allowed_hosts=tuple(h.strip() for h in args.image_url_hosts.split(",") if h.strip()),
+        allowed_networks=networks,
+        max_bytes=int(args.image_url_max_mb * 2**20),
+        timeout_s=args.image_url_timeout,
+    )
+
+
+def _security(args: argparse.Namespace) -> SecurityConfig:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ClipsearchError("--tls-cert and --tls-key go together: give both")
+    if args.tls_client_ca and not args.tls_cert:
+        raise ClipsearchError("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    return SecurityConfig(
+        keys=load_keys(args.api_keys, os.environ),
+        key_limit=Limit(args.key_rate, args.key_concurrency),
+        allow_unauthenticated=args.allow_unauthenticated,
+        tls=tls,
+    )
+
+
+def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
+    batching, limits = BatchingConfig(), Limits()
+    group = parser.add_argument_group("batching and limits")
+    group.add_argument(
+        "--max-batch",
+        type=int,
+        default=batching.max_batch,
+        help=f"most queries encoded or searched together (default: {batching.max_batch})",
+    )
+    group.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=batching.max_wait_ms,
+        help="longest a query waits for a batch to fill under concurrent load "
+        f"(default: {batching.max_wait_ms})",
+    )
+    group.add_argument(
+        "--max-queue",
+        type=int,
+        default=batching.max_queue,
+        help=f"queries waiting per stage before RESOURCE_EXHAUSTED (default: {batching.max_queue})",
+    )
+    group.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=64,
+        help="concurrent calls; more get RESOURCE_EXHAUSTED (default: 64)",
+    )
+    group.add_argument(
+        "--max-message-mb",
+        type=float,
+        default=16,
+        help="largest request or response in MB (default: 16)",
+    )
+    group.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=limits.max_image_pixels,
+        help=f"largest query image in pixels (default: {limits.max_image_pixels})",
+    )
+    group.add_argument(
+        "--reload-interval",
+        type=float,
+        default=2.0,
+        help="seconds between checks for a newly published index version (default: 2)",
+    )
+    group.add_argument(
+        "--health-port",
+        type=int,
+        help="also serve grpc.health.v1 alone on this plaintext port, for probes that cannot "
+        "use TLS (service '' is ready; 'liveness' is SERVING while the process runs)",
+    )
+    group.add_argument(
+        "--max-connection-age",
+        type=float,
+        help="seconds after which clients are asked to reconnect, so load spreads to new "
+        "replicas (default: never)",
+    )
+    group.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds in-flight requests get to finish on SIGTERM (default: 10)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        index_dir=args.index,
+        host=args.host,
+        port=args.port,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        model=named_model(args),
+        device=args.device,
+        limits=Limits(max_image_pixels=args.max_image_pixels),
+        batching=BatchingConfig(args.max_batch, args.batch_wait_ms, args.max_queue),
+        max_concurrent_rpcs=args.max_concurrent,
+        max_message_bytes=int(args.max_message_mb * 1024 * 1024),
+        reload_interval_s=args.reload_interval,
+        grace_s=args.grace,
+        health_port=args.health_port,
+        http_port=args.http_port,
+        max_connection_age_s=args.max_connection_age,
+        security=_security(args),
+        image_urls=_image_urls(args),
+    )
+
+
+def run_serve_command(args: argparse.Namespace) -> int:
+    if args.log_format == "json":
+        use_json_logs()
+    config = config_from_args(args)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    running = start(config)
+    print(f"clipsearch: serving on {config.host}:{running.port}", flush=True)
+    stop.wait()
+    running.stop(config.grace_s)
+    return 0

@@ -1,0 +1,37 @@
+"""`clipsearch versions`: list the published versions of an index folder, or switch the
+served one (rollback). Reads manifests only: no faiss import."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from clipsearch.index.manifest import MANIFEST_FILE, VERSIONS_DIR, IndexManifest, current_version
+from clipsearch.index.publish import list_versions, switch_current
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "List the versions in an index folder with their recall, or make another version "
+        "current with --use (servers watching the folder switch to it)."
+    )
+    parser.add_argument("index", type=Path, help="the index folder")
+    parser.add_argument("--use", metavar="VERSION", help="make this version current")
+    parser.set_defaults(run=run_versions_command)
+
+
+def run_versions_command(args: argparse.Namespace) -> int:
+    if args.use:
+        switch_current(args.index, args.use)
+        print(f"{args.index}: now serving {args.use}")
+        return 0
+    current = current_version(args.index)
+    for name in list_versions(args.index):
+        manifest = IndexManifest.from_json(
+            (args.index / VERSIONS_DIR / name / MANIFEST_FILE).read_text()
+        )
+        mark = "*" if current is not None and current.name == name else " "
+        reached = manifest.reached
+        recall = f"recall@10 {reached.recall_at_10:.3f}" if reached else ""
+        print(f"{mark} {name}  {manifest.created}  {manifest.count:>10,} vectors  {recall}")
+    return 0

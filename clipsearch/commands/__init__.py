@@ -1,1 +1,0 @@
-"""Subcommands of the `clipsearch` command line; each module registers one."""

@@ -1,0 +1,122 @@
+"""The index-version format: the folder layout, the manifest, and the CURRENT pointer.
+
+INDEX_DIR/CURRENT                  the name of the version being served (atomically replaced)
+INDEX_DIR/versions/vNNNNNN/
+  manifest.json                    IndexManifest
+  index.faiss [+ index.ivfdata]    the FAISS index; its ids are row numbers
+  ids.npy                          row -> item id (int64; -1 for a removed row)
+  vectors.npy                      row -> float16 vector, memory-mapped, for exact re-ranking
+  records.jsonl, records.offsets.npy   row -> uri, caption, metadata, width, height
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from clipsearch.checksum import file_sha256
+from clipsearch.models import EmbeddingSpace, PreprocessConfig, preprocess_from_json
+
+INDEX_FORMAT = "clipsearch-index/1"
+INDEX_FILE = "index.faiss"
+IVFDATA_FILE = "index.ivfdata"
+IDS_FILE = "ids.npy"
+VECTORS_FILE = "vectors.npy"
+MANIFEST_FILE = "manifest.json"
+CURRENT_FILE = "CURRENT"
+VERSIONS_DIR = "versions"
+REMOVED = -1
+
+
+class Metric(StrEnum):
+    """What search scores mean: every index ranks (and re-ranks) by inner product, which
+    for unit vectors is cosine similarity."""
+
+    INNER_PRODUCT = "inner_product"
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    nprobe: int
+    candidates: int  # re-ranked per query; 0 for exact search
+    recall_at_1: float
+    recall_at_10: float
+    queries_per_second: float  # single query, single thread
+
+
+@dataclass(frozen=True)
+class SourceShard:
+    file: str
+    sha256: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    version: str
+    model: str
+    pretrained: str
+    dim: int
+    preprocess: PreprocessConfig | None  # None: unknown (vectors made elsewhere)
+    factory: str
+    count: int  # vectors searchable (removed rows excluded)
+    rows: int  # rows in the index, removed ones included
+    nlist: int
+    rerank_candidates: int  # 0: results come straight from the index
+    default_nprobe: int
+    target_recall: float
+    recall_curve: list[CurvePoint]
+    eval_queries: int
+    shards_dir: str
+    source_shards: list[SourceShard]
+    build_seconds: float
+    created: str
+    clipsearch_version: str
+    metric: Metric = Metric.INNER_PRODUCT
+    format: str = INDEX_FORMAT
+    parent_version: str | None = None
+    on_disk: bool = False
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256, all but this
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return EmbeddingSpace(self.model, self.pretrained, self.dim, self.preprocess)
+
+    @property
+    def reached(self) -> CurvePoint | None:
+        """The measured point of the default search settings."""
+        default = (self.default_nprobe, self.rerank_candidates)
+        return next((p for p in self.recall_curve if (p.nprobe, p.candidates) == default), None)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+
+    @staticmethod
+    def from_json(text: str) -> IndexManifest:
+        raw = json.loads(text)
+        if raw.get("format") != INDEX_FORMAT:
+            raise ValueError(f"format {raw.get('format')!r}, expected {INDEX_FORMAT!r}")
+        raw["recall_curve"] = [CurvePoint(**p) for p in raw["recall_curve"]]
+        raw["source_shards"] = [SourceShard(**s) for s in raw["source_shards"]]
+        raw.pop("extra", None)  # written by versions before 0.2, never used
+        raw["preprocess"] = preprocess_from_json(raw.get("preprocess"))
+        raw["metric"] = Metric(raw.get("metric", Metric.INNER_PRODUCT))
+        return IndexManifest(**raw)
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a version but its manifest, for verifying it at load."""
+    return {
+        p.name: file_sha256(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST_FILE
+    }
+
+
+def current_version(index_dir: Path) -> Path | None:
+    pointer = index_dir / CURRENT_FILE
+    if not pointer.exists():
+        return None
+    return index_dir / VERSIONS_DIR / pointer.read_text().strip()

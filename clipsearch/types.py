@@ -1,0 +1,142 @@
+"""The typed queries and results of the search API, shared by the client and the server.
+
+Protobuf stays at the faces: the client and the servers' gRPC and HTTP faces convert to
+and from these types, and nothing else sees a message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TextQuery:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImageQuery:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ImageUrlQuery:
+    url: str
+
+
+@dataclass(frozen=True, eq=False)
+class VectorQuery:
+    vector: np.ndarray  # (dim,) float32, unit length
+
+
+@dataclass(frozen=True)
+class ItemQuery:
+    item_id: int
+
+
+Query = TextQuery | ImageQuery | ImageUrlQuery | VectorQuery | ItemQuery
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    top_k: int = 10
+    nprobe: int | None = None  # None: the index's measured default
+    candidates: int | None = None
+    with_metadata: bool = True
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    query: Query
+    options: SearchOptions = SearchOptions()
+
+
+@dataclass(frozen=True)
+class EmbedQuery:
+    """Texts, images and image URLs to embed; vectors come back in that order."""
+
+    texts: tuple[str, ...] = ()
+    images: tuple[bytes, ...] = ()
+    image_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClassifyQuery:
+    image: bytes
+    labels: tuple[str, ...]
+    templates: tuple[str, ...] = ("a photo of a {}.",)
+
+
+@dataclass(frozen=True)
+class Timing:
+    total_ms: float = 0.0
+    queue_ms: float = 0.0
+    encode_ms: float = 0.0
+    search_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float
+    uri: str = ""
+    caption: str = ""
+    metadata_json: str = ""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    index_version: str
+    timing: Timing
+
+
+@dataclass(frozen=True, eq=False)
+class Embeddings:
+    texts: np.ndarray  # (n_texts, dim)
+    images: np.ndarray  # (n_images, dim)
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    probability: float
+    similarity: float
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    model: str
+    pretrained: str
+    dim: int
+    device: str
+    count: int = 0
+    index_version: str = ""
+    factory: str = ""
+    default_nprobe: int = 0
+    default_candidates: int = 0
+    target_recall: float = 0.0
+    recall_at_10: float = 0.0
+    recall_at_1: float = 0.0
+    refused_version: str = ""
+    refused_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    index_version: str
+    changed: bool
+    refused_version: str = ""
+    refused_reason: str = ""
+
+
+class HealthStatus(StrEnum):
+    """A server's answer to grpc.health.v1, as the client reports it."""
+
+    SERVING = "SERVING"
+    NOT_SERVING = "NOT_SERVING"
+    SERVICE_UNKNOWN = "SERVICE_UNKNOWN"
+    UNKNOWN = "UNKNOWN"

@@ -1,0 +1,73 @@
+"""Adding vectors with Ray: row groups in parallel tasks, merged into one on-disk index."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+import ray
+
+from clipsearch.indexer.build.train import add_rows, ivf_of, write_index
+
+log = logging.getLogger(__name__)
+ROWS_PER_TASK = 250_000
+
+
+@ray.remote
+def _add_group(trained: np.ndarray, vectors_path: str, start: int, stop: int, out: str) -> str:
+    index = faiss.deserialize_index(trained)
+    add_rows(index, np.load(vectors_path, mmap_mode="r"), start, stop)
+    write_index(index, Path(out))
+    return out
+
+
+def add_with_ray(
+    index: faiss.Index,
+    vectors_path: Path,
+    count: int,
+    workdir: Path,
+    ivfdata: Path,
+    address: str | None,
+    rows_per_task: int = ROWS_PER_TASK,
+) -> None:
+    """Fill the trained, empty `index` with rows 0..count; its lists end up in `ivfdata`.
+
+    Tasks read the vectors from `vectors_path`, so workers must see the build folder
+    (one machine, or a shared filesystem on a cluster).
+    """
+    ivf = ivf_of(index)
+    if ivf is None or index.ntotal:
+        raise ValueError("add_with_ray needs a trained, empty IVF index")
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    trained = faiss.serialize_index(index)
+    groups = [(s, min(count, s + rows_per_task)) for s in range(0, count, rows_per_task)]
+    log.info("adding %d vectors in %d Ray tasks", count, len(groups))
+    pending = [
+        _add_group.remote(trained, str(vectors_path), s, e, str(workdir / f".group-{s}.faiss"))
+        for s, e in groups
+    ]
+    parts = ray.get(pending)
+    _merge_on_disk(index, parts, ivfdata)
+    for part in parts:
+        os.unlink(part)
+
+
+def _merge_on_disk(index: faiss.Index, parts: list[str], ivfdata: Path) -> None:
+    ivf = ivf_of(index)
+    assert ivf is not None
+    loaded = [faiss.read_index(p, faiss.IO_FLAG_MMAP) for p in parts]
+    sources = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]
+    for part in loaded:
+        part_ivf = ivf_of(part)
+        assert part_ivf is not None
+        part_ivf.own_invlists = False  # the merge reads them; `loaded` keeps them alive
+        sources.push_back(part_ivf.invlists)
+    lists = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(ivfdata))
+    total = lists.merge_from_multiple(sources.data(), sources.size(), False)
+    ivf.replace_invlists(lists, True)
+    lists.this.disown()  # type: ignore[attr-defined]  # the index owns and frees it
+    ivf.ntotal = index.ntotal = total

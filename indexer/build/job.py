@@ -1,0 +1,311 @@
+"""`clipsearch build`: shards to a versioned, measured, atomically published FAISS index."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow.parquet as pq
+
+from clipsearch.errors import ClipsearchError
+from clipsearch.version import VERSION
+from clipsearch.indexer.build import evaluate, train
+from clipsearch.indexer.engine import Engine
+from clipsearch.indexer.build.plan import DEFAULT_RERANK_CANDIDATES, IndexPlan, SearchKnob, plan_index
+from clipsearch.index.version import IndexVersion
+from clipsearch.index.manifest import IDS_FILE, INDEX_FILE, IVFDATA_FILE, MANIFEST_FILE, REMOVED, VECTORS_FILE, IndexManifest, SourceShard, current_version, file_checksums
+from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
+from clipsearch.indexer.lock import exclusive
+from clipsearch.collection.manifest import EmbeddingFormat, Manifest, read_manifest
+from clipsearch.index.records import DATA_NAME, OFFSETS_NAME, write_records
+from clipsearch.index.publish import new_workdir, next_version, publish, remove_abandoned_builds
+
+log = logging.getLogger(__name__)
+DEFAULT_BUDGET = 4 << 30
+
+
+class BuildError(ClipsearchError):
+    """The build cannot start or finish; the current index is untouched."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    shards: Path
+    out: Path
+    memory_budget: int = DEFAULT_BUDGET
+    index_factory: str | None = None
+    target_recall: float = 0.95
+    add: bool = False
+    on_disk: bool = False
+    engine: Engine = Engine.LOCAL
+    ray_address: str | None = None
+    keep_versions: int = 3
+    eval_queries: int = 1000
+    rerank_candidates: int = DEFAULT_RERANK_CANDIDATES
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    manifest: IndexManifest
+    added: int
+    removed: int
+
+
+@contextmanager
+def _phase(what: str) -> Iterator[None]:
+    """Log how long each step of a long build takes, as it finishes."""
+    started = time.monotonic()
+    log.info("%s...", what)
+    yield
+    log.info("%s: done in %.1f s", what, time.monotonic() - started)
+
+
+def run_build(config: BuildConfig) -> BuildResult:
+    started = time.monotonic()
+    shards = read_manifest(config.shards)
+    if shards is None:
+        raise BuildError(f"{config.shards} has no manifest.json: run `clipsearch embed` first")
+    if config.engine is Engine.RAY and not config.on_disk:
+        log.info("--engine ray merges into an on-disk index: --on-disk is implied")
+        config = replace(config, on_disk=True)
+    config.out.mkdir(parents=True, exist_ok=True)
+    with exclusive(config.out, "build"):
+        remove_abandoned_builds(config.out)
+        parent = _parent(config, shards.embedding)
+        workdir = new_workdir(config.out)
+        try:
+            live = live_set(config.shards, shards)
+            if parent is not None and parent.manifest.nlist:
+                plan, added, removed = _extend(config, parent, live, workdir)
+            else:
+                plan, added, removed = _full(config, shards.embedding, live, workdir)
+            manifest = _evaluate(config, shards, plan, workdir, parent, started)
+            path = publish(workdir, config.out, manifest.version, config.keep_versions)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+    return BuildResult(path, manifest, added, removed)
+
+
+def _parent(config: BuildConfig, fmt: EmbeddingFormat) -> IndexVersion | None:
+    """With --add, the version to extend; refuses one made by another model."""
+    if not config.add:
+        return None
+    path = current_version(config.out)
+    if path is None:
+        log.info("--add: %s has no index yet, building one from scratch", config.out)
+        return None
+    parent = IndexVersion(path)
+    theirs = parent.manifest
+    if why := theirs.space.mismatch(fmt.space):
+        raise BuildError(
+            f"refusing --add: the index in {config.out} and the shards in {config.shards} "
+            f"hold embeddings of different models ({why}); build into a new --out"
+        )
+    if config.on_disk != theirs.on_disk:
+        raise BuildError("--add must use the same --on-disk setting as the index it extends")
+    return parent
+
+
+def _full(
+    config: BuildConfig, fmt: EmbeddingFormat, live: LiveSet, workdir: Path
+) -> tuple[IndexPlan, int, int]:
+    count = live.count
+    if count == 0:
+        raise BuildError(f"{config.shards} holds no embedded images")
+    plan = _plan(config, count, fmt.dim)
+    log.info("building %s over %d vectors: %s", plan.factory, count, plan.reason)
+    vectors = np.lib.format.open_memmap(
+        workdir / VECTORS_FILE, mode="w+", dtype=np.float16, shape=(count, fmt.dim)
+    )
+    ids = np.empty(count, dtype=np.int64)
+    with _phase(f"reading {count:,} vectors from {len(live.files)} shards"):
+        write_records(workdir, _fill(iter_live(config.shards, live, fmt.dim), vectors, ids, 0))
+        vectors.flush()
+        np.save(workdir / IDS_FILE, ids)
+    index = train.new_index(plan.factory, fmt.dim)
+    with _phase(f"training on {min(count, plan.train_size):,} vectors"):
+        train.train(index, vectors[train.training_rows(count, plan.train_size)])
+    with _phase(f"adding {count:,} vectors"):
+        if config.engine is Engine.RAY:
+            from clipsearch.indexer.build.add_ray import add_with_ray  # Ray is imported only when asked for
+
+            path = workdir / VECTORS_FILE
+            add_with_ray(index, path, count, workdir, workdir / IVFDATA_FILE, config.ray_address)
+        else:
+            if config.on_disk:
+                train.use_on_disk_lists(index, workdir / IVFDATA_FILE)
+            train.add_rows(index, vectors, 0, count)
+    train.write_index(index, workdir / INDEX_FILE)
+    return _with_nlist(plan, index), count, 0
+
+
+def _extend(
+    config: BuildConfig, parent: IndexVersion, live: LiveSet, workdir: Path
+) -> tuple[IndexPlan, int, int]:
+    """--add: the parent's rows, minus deleted and changed items, plus new rows appended."""
+    known = {s.file for s in parent.manifest.source_shards}
+    fresh = LiveSet([f for f in live.files if f.entry.file not in known])
+    ids_by_file = {f.entry.file: _ids_of(config.shards, f.entry.file)[f.mask] for f in live.files}
+    none = np.empty(0, np.int64)
+    fresh_ids = np.concatenate([ids_by_file[f.entry.file] for f in fresh.files] or [none])
+    live_ids = np.concatenate([*ids_by_file.values()] or [none])
+    old_ids = np.asarray(parent.ids)
+    gone = (old_ids != REMOVED) & (~np.isin(old_ids, live_ids) | np.isin(old_ids, fresh_ids))
+    removed_rows = np.flatnonzero(gone)
+    start, added = len(old_ids), len(fresh_ids)
+    dim = parent.manifest.dim
+
+    vectors = np.lib.format.open_memmap(
+        workdir / VECTORS_FILE, mode="w+", dtype=np.float16, shape=(start + added, dim)
+    )
+    vectors[:start] = parent.vectors
+    ids = np.concatenate([np.where(gone, REMOVED, old_ids), np.empty(added, np.int64)])
+    shutil.copyfile(parent.path / DATA_NAME, workdir / DATA_NAME)
+    old_offsets = np.load(parent.path / OFFSETS_NAME)
+    new_records = list(_fill(iter_live(config.shards, fresh, dim), vectors, ids, start))
+    _append_records(workdir, old_offsets, new_records)
+    vectors.flush()
+    np.save(workdir / IDS_FILE, ids)
+
+    if parent.manifest.on_disk:
+        shutil.copyfile(parent.path / IVFDATA_FILE, workdir / IVFDATA_FILE)
+        shutil.copyfile(parent.path / INDEX_FILE, workdir / INDEX_FILE)
+        index = faiss.read_index(str(workdir / INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR)
+    else:
+        index = faiss.read_index(str(parent.path / INDEX_FILE))
+    if len(removed_rows):
+        index.remove_ids(faiss.IDSelectorBatch(removed_rows.astype(np.int64)))
+    train.add_rows(index, vectors, start, start + added)
+    train.write_index(index, workdir / INDEX_FILE)
+    if len(removed_rows) > 0.25 * max(1, index.ntotal):
+        log.warning("over a quarter of the rows were removed: a full rebuild would be smaller")
+    plan = IndexPlan(
+        parent.manifest.factory, parent.manifest.nlist, 0, SearchKnob.NPROBE,
+        parent.manifest.rerank_candidates > 0, 0.0, f"added to {parent.name}",
+    )  # fmt: skip
+    return plan, added, len(removed_rows)
+
+
+def _plan(config: BuildConfig, count: int, dim: int) -> IndexPlan:
+    if not config.index_factory:
+        try:
+            return plan_index(count, dim, config.memory_budget, config.on_disk)
+        except ValueError as err:
+            raise BuildError(str(err)) from err
+    index = train.new_index(config.index_factory, dim)  # fails early on a bad string
+    ivf = train.ivf_of(index)
+    nlist = ivf.nlist if ivf is not None else 0
+    train_size = min(count, max(100 * nlist, 50_000))
+    rerank = nlist > 0  # IVF indexes rank by L2 and are re-ranked by inner product
+    knob = SearchKnob.NPROBE if nlist else SearchKnob.NONE
+    return IndexPlan(
+        config.index_factory, nlist, train_size, knob, rerank, 0.0, "--index-factory"
+    )
+
+
+def _with_nlist(plan: IndexPlan, index: faiss.Index) -> IndexPlan:
+    ivf = train.ivf_of(index)
+    return replace(plan, nlist=ivf.nlist if ivf is not None else 0)
+
+
+def _fill(
+    chunks: Iterator[LiveChunk], vectors: np.ndarray, ids: np.ndarray, start: int
+) -> Iterator[dict[str, object]]:
+    """Copy each chunk's vectors and ids into place, passing its records on."""
+    row = start
+    for chunk in chunks:
+        n = len(chunk.ids)
+        vectors[row : row + n] = chunk.vectors
+        ids[row : row + n] = chunk.ids
+        row += n
+        yield from chunk.records
+
+
+def _ids_of(shards: Path, file: str) -> np.ndarray:
+    ids: np.ndarray = pq.read_table(shards / file, columns=["id"]).column("id").to_numpy()
+    return ids
+
+
+def _append_records(
+    workdir: Path, old_offsets: np.ndarray, records: list[dict[str, object]]
+) -> None:
+    base = int(old_offsets[-1])
+    offsets = [int(o) for o in old_offsets]
+    with open(workdir / DATA_NAME, "ab") as handle:
+        for record in records:
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+            handle.write(line)
+            base += len(line)
+            offsets.append(base)
+    np.save(workdir / OFFSETS_NAME, np.asarray(offsets, dtype=np.int64))
+
+
+def _evaluate(
+    config: BuildConfig,
+    shards: Manifest,
+    plan: IndexPlan,
+    workdir: Path,
+    parent: IndexVersion | None,
+    started: float,
+) -> IndexManifest:
+    """Measure recall against exact search, pick the cheapest nprobe reaching the target."""
+    ids = np.load(workdir / IDS_FILE, mmap_mode="r")
+    fmt = shards.embedding
+    draft = IndexManifest(
+        version=next_version(config.out),
+        model=fmt.model,
+        pretrained=fmt.pretrained,
+        dim=fmt.dim,
+        preprocess=fmt.preprocess,
+        factory=plan.factory,
+        count=int((ids != REMOVED).sum()),
+        rows=len(ids),
+        nlist=plan.nlist,
+        rerank_candidates=config.rerank_candidates if plan.rerank else 0,
+        default_nprobe=1 if plan.nlist else 0,
+        target_recall=config.target_recall,
+        recall_curve=[],
+        eval_queries=0,
+        shards_dir=str(config.shards.resolve()),
+        source_shards=[SourceShard(f.file, f.sha256, f.rows) for f in shards.files],
+        build_seconds=0.0,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        clipsearch_version=VERSION,
+        parent_version=parent.name if parent else None,
+        on_disk=config.on_disk,
+    )
+    (workdir / MANIFEST_FILE).write_text(draft.to_json())
+    version = IndexVersion(workdir)
+    with _phase(f"exact neighbours of {config.eval_queries} held-out queries"):
+        evalset = evaluate.make_eval_set(version.vectors, version.ids, config.eval_queries)
+    steps = [config.rerank_candidates * f for f in (1, 2, 4)] if plan.rerank else [0]
+    with _phase("measuring recall against speed"):
+        curve, chosen = evaluate.tune(version, evalset, plan.nlist, config.target_recall, steps)
+    if chosen.recall_at_10 < config.target_recall:
+        log.warning(
+            "recall@10 target %.3f not reached: best %.3f at nprobe %d with %d candidates; "
+            "a larger --memory-budget or another --index-factory would reach it",
+            config.target_recall, chosen.recall_at_10, chosen.nprobe, chosen.candidates,
+        )  # fmt: skip
+    manifest = replace(
+        draft,
+        default_nprobe=chosen.nprobe,
+        rerank_candidates=chosen.candidates,
+        recall_curve=curve,
+        eval_queries=len(evalset.rows),
+        build_seconds=round(time.monotonic() - started, 2),
+        files=file_checksums(workdir),
+    )
+    (workdir / MANIFEST_FILE).write_text(manifest.to_json())
+    return manifest

@@ -1,0 +1,76 @@
+"""The collection's current rows, for building: latest event per id, computed in numpy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from clipsearch.collection.manifest import FileKind, Manifest, ShardFile
+from clipsearch.collection.shards import read_vectors
+
+RECORD_COLUMNS = ("uri", "caption", "metadata", "width", "height")
+
+
+@dataclass(frozen=True)
+class LiveFile:
+    entry: ShardFile
+    mask: np.ndarray  # per row of the file: is it the current row of its id
+
+
+@dataclass(frozen=True)
+class LiveSet:
+    files: list[LiveFile]
+
+    @property
+    def count(self) -> int:
+        return int(sum(f.mask.sum() for f in self.files))
+
+
+@dataclass(frozen=True)
+class LiveChunk:
+    """Current rows of one part file: ids, vectors and what search results show."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    records: list[dict[str, object]]
+
+
+def live_set(folder: Path, manifest: Manifest) -> LiveSet:
+    entries = sorted(manifest.files, key=lambda f: f.seq)
+    ids = [pq.read_table(folder / e.file, columns=["id"]).column("id").to_numpy() for e in entries]
+    lengths = [len(part) for part in ids]
+    all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    # Files are in seq order and an id occurs once per file, so the last occurrence of an
+    # id in the concatenation is its latest event.
+    order = np.argsort(all_ids, kind="stable")
+    sorted_ids = all_ids[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = sorted_ids[:-1] != sorted_ids[1:]
+    is_latest = np.zeros(len(all_ids), dtype=bool)
+    is_latest[order[last]] = True
+    files, start = [], 0
+    for entry, length in zip(entries, lengths, strict=True):
+        if entry.kind is FileKind.EMBEDDINGS:
+            files.append(LiveFile(entry, is_latest[start : start + length]))
+        start += length
+    return LiveSet(files)
+
+
+def iter_live(folder: Path, live: LiveSet, dim: int) -> Iterator[LiveChunk]:
+    """Current rows file by file: memory holds one shard at a time."""
+    for part in live.files:
+        if not part.mask.any():
+            continue
+        table = pq.read_table(
+            folder / part.entry.file, columns=["id", "embedding", *RECORD_COLUMNS]
+        )
+        table = table.filter(part.mask)
+        yield LiveChunk(
+            ids=table.column("id").to_numpy(),
+            vectors=read_vectors(table.column("embedding"), dim),
+            records=table.select(list(RECORD_COLUMNS)).to_pylist(),
+        )

@@ -1,0 +1,1 @@
+"""Step one of the indexer: an image source to Parquet shards, resumably (`clipsearch embed`)."""

@@ -1,0 +1,1 @@
+"""Where the embedding stages run: this machine (local) or a Ray cluster (ray)."""

@@ -1,0 +1,1 @@
+"""What the server does, whatever the transport: batching, encoding, searching, the served index."""

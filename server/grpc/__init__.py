@@ -1,0 +1,1 @@
+"""The gRPC face: protobuf in and out, status codes, TLS credentials."""

@@ -1,0 +1,135 @@
+"""The gRPC face: request bytes to typed queries, through the pipeline, results to
+protobuf; `Status` to gRPC codes. Nothing here decides anything the HTTP face does not."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from clipsearch.server.core.calls import CallContext, RequestError, Rpc, Status, invalid
+from clipsearch.server.core.service import SearchService
+from clipsearch.server.pipeline import Caller, Face, Pipeline
+from clipsearch.server.wire import requests, responses
+from clipsearch.v1 import search_pb2 as pb
+
+M = TypeVar("M", bound=Message)
+SERVICE = pb.DESCRIPTOR.services_by_name["SearchService"]
+
+CODES: Mapping[Status, grpc.StatusCode] = {
+    Status.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    Status.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Status.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Status.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Status.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Status.CANCELLED: grpc.StatusCode.CANCELLED,
+    Status.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Status.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    Status.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    Status.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+# What each RPC does once its request is parsed: (request, service, call) -> response.
+Work = Callable[[M, SearchService, CallContext], Message]
+
+
+def _search(request: pb.SearchRequest, service: SearchService, call: CallContext) -> Message:
+    query = requests.parse_search(request, service.encoder.dim, service.limits)
+    return responses.search_response(service.search([query], call)[0])
+
+
+def _batch_search(
+    request: pb.BatchSearchRequest, service: SearchService, call: CallContext
+) -> Message:
+    queries = requests.parse_batch(request, service.encoder.dim, service.limits)
+    results = service.search(queries, call)
+    return pb.BatchSearchResponse(results=[responses.search_response(r) for r in results])
+
+
+def _embed(request: pb.EmbedRequest, service: SearchService, call: CallContext) -> Message:
+    embeddings = service.embed(requests.parse_embed(request, service.limits), call)
+    info = service.encoder.info
+    return responses.embed_response(embeddings, info.model, info.pretrained)
+
+
+def _classify(request: pb.ClassifyRequest, service: SearchService, call: CallContext) -> Message:
+    query = requests.parse_classify(request, service.limits)
+    return responses.classify_response(service.classify(query, call))
+
+
+def _index_info(_: pb.GetIndexInfoRequest, service: SearchService, __: CallContext) -> Message:
+    return responses.info_response(service.info())
+
+
+def _reload(_: pb.ReloadIndexRequest, service: SearchService, __: CallContext) -> Message:
+    return responses.reload_response(service.reload())
+
+
+WORK: Mapping[Rpc, Work] = {  # type: ignore[type-arg]
+    Rpc.SEARCH: _search,
+    Rpc.BATCH_SEARCH: _batch_search,
+    Rpc.EMBED: _embed,
+    Rpc.CLASSIFY: _classify,
+    Rpc.GET_INDEX_INFO: _index_info,
+    Rpc.RELOAD_INDEX: _reload,
+}
+
+
+def rpc_handlers(pipeline: Pipeline) -> grpc.GenericRpcHandler:
+    """The service's handlers. They parse request bytes themselves, inside the pipeline:
+    bytes that are not a valid message get INVALID_ARGUMENT (gRPC's own deserializer
+    would answer INTERNAL), counted like any other bad request."""
+    handlers = {}
+    for method in SERVICE.methods:
+        rpc = Rpc(method.name)
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _handler(pipeline, rpc, request_class, WORK[rpc]),
+            response_serializer=response_class.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+
+
+def _handler(
+    pipeline: Pipeline,
+    rpc: Rpc,
+    request_class: type[Message],
+    work: Work,  # type: ignore[type-arg]
+) -> Callable[[bytes, grpc.ServicerContext], Message]:
+    def handle(raw: bytes, context: grpc.ServicerContext) -> Message:
+        def run(service: SearchService, call: CallContext) -> Message:
+            return work(_parse(raw, request_class), service, call)
+
+        try:
+            return pipeline.run(rpc, Face.GRPC, _caller(context), run)
+        except RequestError as err:
+            context.abort(CODES[err.status], err.message)
+        raise AssertionError("context.abort returned")  # abort always raises
+
+    return handle
+
+
+def _parse(raw: bytes, request_class: type[Message]) -> Message:
+    try:
+        return request_class.FromString(raw)
+    except DecodeError as err:
+        raise invalid(
+            f"the request is not a valid {request_class.DESCRIPTOR.full_name} message"
+        ) from err
+
+
+def _caller(context: grpc.ServicerContext) -> Caller:
+    remaining = context.time_remaining()
+    deadline = None if remaining is None else time.monotonic() + remaining
+    return Caller(_authorization(context.invocation_metadata()), deadline, context.is_active)
+
+
+def _authorization(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    for name, value in metadata or ():
+        if name.lower() == "authorization" and isinstance(value, str):
+            return value
+    return None

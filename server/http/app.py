@@ -1,0 +1,274 @@
+"""The HTTP face: an OpenAI-compatible embeddings API, JSON search and classify that mirror
+the gRPC API, thumbnails, a search page, and the API's OpenAPI description. Every route
+translates into the same typed queries as gRPC and runs through the same pipeline (keys,
+quotas, limits, deadlines, metrics, logs); only the wire format is its own.
+
+    GET  /                    the search page
+    GET  /openapi.json        this API, described
+    GET  /v1/models           the served model, under each of its names
+    POST /v1/embeddings       OpenAI's embeddings request and response
+    POST /v1/search           a clipsearch.v1.SearchRequest as JSON (protobuf JSON mapping)
+    POST /v1/classify         a clipsearch.v1.ClassifyRequest as JSON
+    GET  /v1/index            clipsearch.v1.GetIndexInfoResponse as JSON
+    GET  /v1/thumbnails/ID    a thumbnail of an indexed image (only indexed ones)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import open_clip
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from clipsearch.encoder import EncoderInfo
+from clipsearch.server.config import ServerConfig
+from clipsearch.server.core.calls import CallContext, RequestError, Rpc, Status, invalid
+from clipsearch.server.core.service import SearchService
+from clipsearch.server.http import openai
+from clipsearch.server.http.openapi import openapi_document
+from clipsearch.server.http.thumbnails import Thumbnails
+from clipsearch.server.pipeline import Caller, Face, Pipeline
+from clipsearch.server.wire import requests, responses
+from clipsearch.v1 import search_pb2 as pb
+
+PAGE = Path(__file__).parent / "page" / "index.html"
+JSON = "application/json"
+# Past the limit the rest of a body is read and dropped, up to this much, so the client
+# hears the 413 instead of a reset connection (which clients retry).
+DRAIN_LIMIT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: bytes
+    media_type: str = JSON
+
+
+# A route's work once admitted: (service, call, parsed JSON body or None) -> reply.
+Work = Callable[[SearchService, CallContext, Any], Reply]
+
+
+def served_model_names(info: EncoderInfo) -> list[str]:
+    """Every name a client may use for the served model: the OpenCLIP name, name/tag,
+    and the Hugging Face repo the pretrained tag points to."""
+    names = [info.model]
+    if info.pretrained and info.pretrained != "none":
+        names.append(f"{info.model}/{info.pretrained}")
+        try:
+            hub = open_clip.get_pretrained_cfg(info.model, info.pretrained).get("hf_hub")
+        except (KeyError, RuntimeError):
+            hub = None
+        if hub:
+            names.append(hub.strip("/"))
+    return names
+
+
+class HttpFace:
+    def __init__(self, pipeline: Pipeline, config: ServerConfig) -> None:
+        self.pipeline = pipeline
+        self.settings = config.http
+        self.max_body_bytes = config.max_message_bytes
+        self.max_concurrent = config.max_concurrent_rpcs
+        self.thumbnails = Thumbnails()
+        self.page = PAGE.read_bytes()
+        self.openapi = json.dumps(openapi_document()).encode()
+        self._limiter: anyio.CapacityLimiter | None = None  # made on the server's loop
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/", self._page, methods=["GET"]),
+            Route("/openapi.json", self._openapi, methods=["GET"]),
+            Route("/v1/models", self._route(Rpc.GET_INDEX_INFO, _models), methods=["GET"]),
+            Route("/v1/embeddings", self._route(Rpc.EMBED, _embeddings), methods=["POST"]),
+            Route("/v1/search", self._route(Rpc.SEARCH, _search), methods=["POST"]),
+            Route("/v1/classify", self._route(Rpc.CLASSIFY, _classify), methods=["POST"]),
+            Route("/v1/index", self._route(Rpc.GET_INDEX_INFO, _index), methods=["GET"]),
+            Route("/v1/thumbnails/{item_id}", self._thumbnail, methods=["GET"]),
+        ]
+        return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+    async def _page(self, _: Request) -> Response:
+        return _response(Reply(self.page, "text/html; charset=utf-8"))
+
+    async def _openapi(self, _: Request) -> Response:
+        return _response(Reply(self.openapi))
+
+    async def _thumbnail(self, request: Request) -> Response:
+        item = request.path_params["item_id"]
+
+        def work(service: SearchService, _: CallContext, __: object) -> Reply:
+            try:
+                item_id = int(item)
+            except ValueError as err:
+                raise invalid(f"{item!r} is not an item id") from err
+            return Reply(self.thumbnails.get(service.holder.current, item_id), "image/jpeg")
+
+        return await self._answer(request, Rpc.SEARCH, work)
+
+    def _route(self, rpc: Rpc, work: Work) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            return await self._answer(request, rpc, work)
+
+        return endpoint
+
+    async def _answer(self, request: Request, rpc: Rpc, work: Work) -> Response:
+        """Read the body, then run `work` through the pipeline in a worker thread, with a
+        deadline and a flag that turns when the client disconnects (its queued work is
+        then dropped)."""
+        body = await self._read_body(request) if request.method == "POST" else None
+        gone = threading.Event()
+        watcher = asyncio.create_task(_watch_disconnect(request, gone))
+        caller = Caller(
+            authorization=request.headers.get("authorization"),
+            deadline=time.monotonic() + self.settings.request_timeout_s,
+            is_active=lambda: not gone.is_set(),
+        )
+
+        def run(service: SearchService, call: CallContext) -> Reply:
+            return work(service, call, _parse_json(body))
+
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_concurrent)
+        try:
+            reply = await anyio.to_thread.run_sync(
+                partial(self.pipeline.run, rpc, Face.HTTP, caller, run), limiter=self._limiter
+            )
+        except RequestError as err:
+            return _error(openai.HTTP_STATUS[err.status], err.message)
+        finally:
+            watcher.cancel()
+        return _response(reply)
+
+    async def _read_body(self, request: Request) -> bytes | RequestError:
+        """The body, or the error to answer with (raised inside the pipeline, so it is
+        admitted, counted and logged like any other)."""
+        limit = self.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            elif size > DRAIN_LIMIT_BYTES:
+                break
+        if size > limit:
+            return RequestError(
+                Status.TOO_LARGE,
+                f"the body has {size if size <= DRAIN_LIMIT_BYTES else 'over ' + str(size)} "
+                f"bytes, over this server's {limit}-byte limit (--max-message-mb): send fewer "
+                "or smaller inputs per request",
+            )
+        return b"".join(chunks)
+
+
+def _parse_json(body: bytes | RequestError | None) -> object:
+    if isinstance(body, RequestError):
+        raise body
+    if body is None:
+        return None
+    try:
+        return json.loads(body or b"null")
+    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
+        raise invalid(f"the body is not JSON: {err}") from err
+    except RecursionError as err:
+        raise invalid("the body is not JSON this server reads: it nests too deeply") from err
+
+
+async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
+    """Sets `gone` when the client hangs up; once the body is read, the next ASGI message
+    is the disconnect."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
+# --- the routes' work: typed queries in, replies out ----------------------------------------
+
+
+def _models(service: SearchService, _: CallContext, __: object) -> Reply:
+    names = served_model_names(service.encoder.info)
+    return _json(openai.models_response(names))
+
+
+def _embeddings(service: SearchService, call: CallContext, body: object) -> Reply:
+    served = frozenset(served_model_names(service.encoder.info))
+    request = openai.parse_embeddings_request(body, served, service.limits)
+    query, order = openai.embed_query(request)
+    embedded = service.embed(query, call)
+    vectors = np.empty((len(order), service.encoder.dim), dtype=np.float32)
+    vectors[order] = np.concatenate([embedded.texts, embedded.images])
+    tokens = service.count_tokens(list(query.texts))
+    return _json(
+        openai.embeddings_response(vectors, request.model, request.encoding_format, tokens)
+    )
+
+
+def _search(service: SearchService, call: CallContext, body: object) -> Reply:
+    message = _proto(body, pb.SearchRequest())
+    query = requests.parse_search(message, service.encoder.dim, service.limits)
+    return _proto_json(responses.search_response(service.search([query], call)[0]))
+
+
+def _classify(service: SearchService, call: CallContext, body: object) -> Reply:
+    query = requests.parse_classify(_proto(body, pb.ClassifyRequest()), service.limits)
+    return _proto_json(responses.classify_response(service.classify(query, call)))
+
+
+def _index(service: SearchService, _: CallContext, __: object) -> Reply:
+    return _proto_json(responses.info_response(service.info()))
+
+
+def _proto(body: object, message: Message) -> Any:
+    if not isinstance(body, dict):
+        raise invalid("the request body must be a JSON object")
+    try:
+        return json_format.ParseDict(body, message)
+    except (json_format.ParseError, RecursionError) as err:
+        raise invalid(f"the request does not match {message.DESCRIPTOR.name}: {err}") from err
+
+
+def _proto_json(message: Message) -> Reply:
+    return _json(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def _json(body: object) -> Reply:
+    return Reply(json.dumps(body).encode())
+
+
+def _response(reply: Reply, status: int = 200) -> Response:
+    return Response(
+        reply.body,
+        status_code=status,
+        media_type=reply.media_type,
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+def _error(status: int, message: str) -> Response:
+    return _response(_json(openai.error_body(status, message)), status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods, answered in the same error shape as everything else."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return _error(405, f"{request.method} {request.url.path} is not allowed here")
+    return _error(exc.status_code, f"{request.method} {request.url.path} is not an endpoint")

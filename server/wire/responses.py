@@ -1,0 +1,82 @@
+"""Internal results to protobuf responses."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clipsearch.types import Embeddings, IndexInfo, LabelScore, Reloaded, SearchResult
+from clipsearch.v1 import search_pb2 as pb
+
+
+def search_response(result: SearchResult) -> pb.SearchResponse:
+    t = result.timing
+    return pb.SearchResponse(
+        hits=[
+            pb.Hit(
+                id=h.id, score=h.score, uri=h.uri, caption=h.caption, metadata_json=h.metadata_json
+            )
+            for h in result.hits
+        ],
+        index_version=result.index_version,
+        timing=pb.Timing(
+            total_ms=t.total_ms, queue_ms=t.queue_ms, encode_ms=t.encode_ms, search_ms=t.search_ms
+        ),
+    )
+
+
+def embed_response(embeddings: Embeddings, model: str, pretrained: str) -> pb.EmbedResponse:
+    return pb.EmbedResponse(
+        text_embeddings=_vectors(embeddings.texts),
+        image_embeddings=_vectors(embeddings.images),
+        model=model,
+        pretrained=pretrained,
+    )
+
+
+def classify_response(scores: list[LabelScore]) -> pb.ClassifyResponse:
+    return pb.ClassifyResponse(
+        scores=[
+            pb.LabelScore(label=s.label, probability=s.probability, similarity=s.similarity)
+            for s in scores
+        ]
+    )
+
+
+def info_response(info: IndexInfo) -> pb.GetIndexInfoResponse:
+    response = pb.GetIndexInfoResponse(
+        model=info.model,
+        pretrained=info.pretrained,
+        dim=info.dim,
+        count=info.count,
+        index_version=info.index_version,
+        factory=info.factory,
+        default_effort=pb.SearchEffort(
+            nprobe=info.default_nprobe, rerank_candidates=info.default_candidates
+        ),
+        target_recall=info.target_recall,
+        recall_at_10=info.recall_at_10,
+        recall_at_1=info.recall_at_1,
+        device=info.device,
+    )
+    if info.refused_version:
+        response.refused_version.CopyFrom(
+            pb.RefusedVersion(index_version=info.refused_version, reason=info.refused_reason)
+        )
+    return response
+
+
+def reload_response(reloaded: Reloaded) -> pb.ReloadIndexResponse:
+    response = pb.ReloadIndexResponse(
+        index_version=reloaded.index_version, changed=reloaded.changed
+    )
+    if reloaded.refused_version:
+        response.refused_version.CopyFrom(
+            pb.RefusedVersion(
+                index_version=reloaded.refused_version, reason=reloaded.refused_reason
+            )
+        )
+    return response
+
+
+def _vectors(matrix: np.ndarray) -> list[pb.Vector]:
+    return [pb.Vector(values=row.tolist()) for row in matrix]
