@@ -11,6 +11,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -19,13 +20,14 @@ from grpc_reflection.v1alpha import reflection
 
 from clipsearch.encoder import ClipEncoder, load_encoder
 from clipsearch.errors import ClipsearchError
-from clipsearch.index.manifest import MANIFEST_FILE, IndexManifest, current_version
+from clipsearch.index.manifest import MANIFEST_FILE, VERSIONS_DIR, IndexManifest, current_version
+from clipsearch.index.publish import list_versions
 from clipsearch.index.version import IndexVersion
 from clipsearch.models import ModelSpec
 from clipsearch.server.admission.access import Access
 from clipsearch.server.admission.url_fetch import image_fetcher
 from clipsearch.server.config import ServerConfig
-from clipsearch.server.core.index_holder import IndexHolder, RefusedVersion
+from clipsearch.server.core.index_holder import IndexHolder, RefusedVersion, ReloadFailedError
 from clipsearch.server.core.service import SearchService, compatibility
 from clipsearch.server.grpc.servicer import rpc_handlers
 from clipsearch.server.grpc.tls import server_credentials
@@ -111,12 +113,12 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
     try:
         encoder = encoder or load_encoder(_model_to_load(config))
 
-        def index_changed(version: IndexVersion | None, refused: RefusedVersion | None) -> None:
-            metrics.index_changed(version, refused)
-            _set_health(health_servicer, version is not None)
-
-        holder = IndexHolder(config.index_dir, compatibility(encoder.info), index_changed)
-        holder.reload()
+        events = _IndexEvents(metrics, health_servicer)
+        holder = IndexHolder(config.index_dir, compatibility(encoder.info), events)
+        try:
+            holder.reload()
+        except ReloadFailedError as err:  # a fallback may serve; the watcher keeps trying
+            log.error("%s", err, extra={"event": "reload_failed"})
         if holder.current is None and holder.refused is None:
             log.warning("no index in %s yet: waiting for a build to publish one", config.index_dir)
         service = SearchService(
@@ -226,6 +228,23 @@ def _health_only_server(
     return server, port
 
 
+class _IndexEvents:
+    """Index changes to metrics and health: SERVING exactly while a version is served."""
+
+    def __init__(self, metrics: Metrics, health_servicer: health.HealthServicer) -> None:
+        self.metrics = metrics
+        self.health = health_servicer
+
+    def served(
+        self, version: IndexVersion | None, refused: RefusedVersion | None, fallback: bool
+    ) -> None:
+        self.metrics.served(version, refused, fallback)
+        _set_health(self.health, version is not None)
+
+    def reload_failed(self) -> None:
+        self.metrics.reload_failed()
+
+
 def _set_health(servicer: health.HealthServicer, serving: bool) -> None:
     status = (
         health_pb2.HealthCheckResponse.SERVING
@@ -237,22 +256,37 @@ def _set_health(servicer: health.HealthServicer, serving: bool) -> None:
 
 
 def _model_to_load(config: ServerConfig) -> ModelSpec:
-    """The model the user named, or else the one the served index was built with."""
+    """The model the user named, or else the one the served index was built with: the
+    version CURRENT names or, when its manifest cannot be read, the newest readable one."""
     if config.model is not None:
         return config.model
-    version = current_version(config.index_dir)
-    if version is None:
-        raise ServerStartError(
-            f"{config.index_dir} holds no index yet, so the model to load is unknown: "
-            "build one first, or name the model with --model and --pretrained"
-        )
-    try:
-        manifest = IndexManifest.from_json((version / MANIFEST_FILE).read_text())
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ServerStartError(
-            f"{version}: cannot read its manifest to learn the model ({err}); "
-            "name the model with --model and --pretrained"
-        ) from err
+    manifest = _newest_manifest(config.index_dir)
     if manifest.model.startswith("hf-hub:"):
         return ModelSpec(pretrained=manifest.model, device=config.device)
     return ModelSpec(model=manifest.model, pretrained=manifest.pretrained, device=config.device)
+
+
+def _newest_manifest(index_dir: Path) -> IndexManifest:
+    problems = []
+    try:
+        current = current_version(index_dir)
+    except (OSError, UnicodeDecodeError) as err:
+        current, problems = None, [f"cannot read CURRENT: {err}"]
+    names = list_versions(index_dir)
+    candidates = ([current] if current else []) + [
+        index_dir / VERSIONS_DIR / n for n in reversed(names)
+    ]
+    for path in candidates:
+        try:
+            return IndexManifest.from_json((path / MANIFEST_FILE).read_text())
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            problems.append(f"{path.name}: {err}")
+    if not names and not problems:
+        raise ServerStartError(
+            f"{index_dir} holds no index yet, so the model to load is unknown: "
+            "build one first, or name the model with --model and --pretrained"
+        )
+    raise ServerStartError(
+        f"{index_dir}: no readable manifest to learn the model from ({'; '.join(problems)}); "
+        "name the model with --model and --pretrained"
+    )

@@ -49,6 +49,16 @@ class Metrics:
         self.index_refused = Counter(
             "clipsearch_index_refused", "Published index versions refused at load", registry=r
         )
+        self.index_fallback = Gauge(
+            "clipsearch_index_fallback",
+            "1 while serving an older version because the one CURRENT names was refused",
+            registry=r,
+        )
+        self.reload_errors = Counter(
+            "clipsearch_index_reload_errors",
+            "Checks for a new index version that failed (e.g. CURRENT unreadable)",
+            registry=r,
+        )
         self._served: str | None = None
 
     def batch_observer(self, stage: str) -> BatchObserver:
@@ -63,9 +73,12 @@ class Metrics:
     def track_queue(self, stage: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(stage).set_function(depth)
 
-    def index_changed(self, version: IndexVersion | None, refused: RefusedVersion | None) -> None:
+    def served(
+        self, version: IndexVersion | None, refused: RefusedVersion | None, fallback: bool
+    ) -> None:
         if refused is not None:
             self.index_refused.inc()
+        self.index_fallback.set(1 if fallback else 0)
         name = version.name if version is not None else None
         if name != self._served:
             if self._served is not None:
@@ -74,6 +87,9 @@ class Metrics:
                 self.index_version.labels(name).set(1)
             self._served = name
         self.index_vectors.set(version.manifest.count if version is not None else 0)
+
+    def reload_failed(self) -> None:
+        self.reload_errors.inc()
 
     def serve(self, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
         """Expose /metrics on an HTTP port; port 0 picks a free one (see server_port)."""

@@ -21,6 +21,7 @@ from clipsearch.client import ImageQuery, RpcError, SearchClient, TextQuery
 from clipsearch.index.manifest import current_version
 from clipsearch.indexer import BuildConfig, run_build
 from clipsearch.server.app import RunningServer
+from clipsearch.types import HealthStatus
 from tests.served import ServedCollection
 
 
@@ -125,6 +126,76 @@ def test_a_bad_new_version_is_refused_and_the_old_one_keeps_serving(
         assert client.search(TextQuery("still serving")).index_version == served.name
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read()
     assert b"clipsearch_index_refused_total 1.0" in metrics
+
+
+def _metric(server: RunningServer, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read()
+    for line in text.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not exported")
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_a_reload_error_is_survived_counted_and_health_stays_truthful(
+    tmp_path: Path,
+    served_collection: ServedCollection,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    index = served_collection.copy_index(tmp_path / "index")
+    server = start_server(index, reload_interval_s=0.05)
+    served = current_version(index)
+    assert served is not None
+    pointer = index / "CURRENT"
+    pointer.unlink()
+    pointer.mkdir()  # reading CURRENT now fails with an OSError, at every check
+    _wait_for(lambda: _metric(server, "clipsearch_index_reload_errors_total") >= 3)
+    with SearchClient(f"127.0.0.1:{server.port}") as client:
+        assert client.health() is HealthStatus.SERVING  # the old version still answers
+        assert client.search(TextQuery("still here")).index_version == served.name
+        with pytest.raises(RpcError) as refused:
+            client.reload()
+        assert refused.value.code is grpc.StatusCode.UNAVAILABLE
+        assert "cannot read" in refused.value.details and "CURRENT" in refused.value.details
+        # The watcher is alive: a new version published afterwards is picked up.
+        pointer.rmdir()
+        result = run_build(BuildConfig(served_collection.shards, index, eval_queries=20))
+        _wait_for(lambda: client.index_info().index_version == result.manifest.version)
+        assert client.health() is HealthStatus.SERVING
+
+
+def test_a_start_with_a_damaged_current_serves_the_newest_good_version(
+    tmp_path: Path,
+    served_collection: ServedCollection,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    index = served_collection.copy_index(tmp_path / "index")
+    good = current_version(index)
+    assert good is not None
+    bad = index / "versions" / "v000002"
+    subprocess.run(["cp", "-r", str(good), str(bad)], check=True)
+    _flip_a_bit_of_the_vectors(bad)
+    (index / "CURRENT").write_text("v000002\n")
+    server = start_server(index, reload_interval_s=0.05)
+    with SearchClient(f"127.0.0.1:{server.port}") as client:
+        assert client.health() is HealthStatus.SERVING
+        assert client.search(TextQuery("a cat")).index_version == good.name
+        info = client.index_info()
+        assert (info.index_version, info.refused_version) == (good.name, "v000002")
+        assert "does not match its checksum" in info.refused_reason
+        assert f"serving {good.name}, the newest good version, instead" in info.refused_reason
+        assert _metric(server, "clipsearch_index_fallback") == 1.0
+        # A good version published later ends the fallback.
+        result = run_build(BuildConfig(served_collection.shards, index, eval_queries=20))
+        _wait_for(lambda: client.index_info().index_version == result.manifest.version)
+        assert client.index_info().refused_version == ""
+    assert _metric(server, "clipsearch_index_fallback") == 0.0
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from clipsearch.errors import ClipsearchError
@@ -61,9 +62,9 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; with `only`, just that subcommand is imported and fully registered (the
-    others are listed with their help)."""
+def build_parser(full: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. The subcommands named in `full` (default: all) are imported and fully
+    registered; the others are listed with their help only."""
     parser = argparse.ArgumentParser(
         prog="clipsearch",
         description="Search image collections by text or by example image with CLIP.",
@@ -82,7 +83,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
-        if only is None or only == name:
+        if full is None or name in full:
             importlib.import_module(command.module).register(sub)
     return parser
 
@@ -102,7 +103,8 @@ def _command_in(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(_command_in(argv)).parse_args(argv)
+    command = _command_in(argv)
+    args = build_parser([command] if command else []).parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_VAR, "") not in ("", "0")
     configure_logging(args.log_level)
     try:

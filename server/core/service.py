@@ -31,7 +31,7 @@ from clipsearch.server.core.batcher import (
 from clipsearch.server.core.calls import CallContext, RequestError, Status
 from clipsearch.server.core.config import BatchingConfig, Limits
 from clipsearch.server.core.futures import completed, flat_map
-from clipsearch.server.core.index_holder import IndexHolder
+from clipsearch.server.core.index_holder import IndexHolder, ReloadFailedError
 from clipsearch.types import (
     ClassifyQuery,
     Embeddings,
@@ -183,15 +183,18 @@ class SearchService:
     def info(self) -> IndexInfo:
         enc = self.encoder.info
         refused = self.holder.refused
+        version = self.holder.current
+        reason = refused.reason if refused else ""
+        if self.holder.fallback and version is not None:
+            reason += f" (serving {version.name}, the newest good version, instead)"
         base = IndexInfo(
             model=enc.model,
             pretrained=enc.pretrained,
             dim=enc.dim,
             device=enc.device,
             refused_version=refused.version if refused else "",
-            refused_reason=refused.reason if refused else "",
+            refused_reason=reason,
         )
-        version = self.holder.current
         if version is None:
             return base
         m = version.manifest
@@ -209,7 +212,10 @@ class SearchService:
         )
 
     def reload(self) -> Reloaded:
-        outcome = self.holder.reload()
+        try:
+            outcome = self.holder.reload()
+        except ReloadFailedError as err:
+            raise RequestError(Status.UNAVAILABLE, str(err)) from err
         refused = outcome.refused
         return Reloaded(
             index_version=outcome.version or "",
