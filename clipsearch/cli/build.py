@@ -7,13 +7,14 @@ from pathlib import Path
 
 from clipsearch.cli.args import add_engine_arguments
 from clipsearch.index.manifest import IndexManifest
-from clipsearch.indexer.build.job import DEFAULT_BUDGET, BuildConfig, run_build
+from clipsearch.indexer.build.job import BuildConfig, run_build
 from clipsearch.indexer.build.plan import parse_size
 from clipsearch.indexer.build.plot import plot_curve
 from clipsearch.indexer.engine import Engine
 
 
 def register(build: argparse.ArgumentParser) -> None:
+    defaults = BuildConfig(Path(), Path())
     build.description = (
         "Build a FAISS index over the current rows of SHARDS_DIR, measure its "
         "recall against exact search, and publish it atomically as a new version under --out "
@@ -25,7 +26,7 @@ def register(build: argparse.ArgumentParser) -> None:
     build.add_argument(
         "--memory-budget",
         type=parse_size,
-        default=DEFAULT_BUDGET,
+        default=defaults.memory_budget,
         help="RAM the index may take, e.g. 512M or 4G (default: 4G); the float16 vectors used "
         "for re-ranking are memory-mapped from disk and not counted",
     )
@@ -35,8 +36,9 @@ def register(build: argparse.ArgumentParser) -> None:
     build.add_argument(
         "--target-recall",
         type=float,
-        default=0.95,
-        help="the recall@10 the default search setting must reach (default: 0.95)",
+        default=defaults.target_recall,
+        help="the recall@10 the default search setting must reach "
+        f"(default: {defaults.target_recall:g})",
     )
     build.add_argument(
         "--add",
@@ -51,13 +53,17 @@ def register(build: argparse.ArgumentParser) -> None:
     )
     add_engine_arguments(build, "add vectors in parallel Ray tasks, merged into an on-disk index")
     build.add_argument(
-        "--keep-versions", type=int, default=3, help="versions to keep for rollback (default: 3)"
+        "--keep-versions",
+        type=int,
+        default=defaults.keep_versions,
+        help=f"versions to keep for rollback (default: {defaults.keep_versions})",
     )
     build.add_argument(
         "--eval-queries",
         type=int,
-        default=1000,
-        help="collection vectors used as queries to measure recall (default: 1000)",
+        default=defaults.eval_queries,
+        help="collection vectors used as queries to measure recall "
+        f"(default: {defaults.eval_queries})",
     )
     build.add_argument("--plot", type=Path, help="draw recall against queries/s to this PNG")
     build.set_defaults(run=run_build_command)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from clipsearch.cli.args import add_engine_arguments, add_model_arguments, model_spec
 from clipsearch.collection.manifest import VectorDtype, read_manifest
 from clipsearch.collection.shards import live_errors
-from clipsearch.encoder import DEFAULT_MAX_PIXELS
-from clipsearch.indexer.embed.engines.local import DEFAULT_WORKER_TIMEOUT_S
 from clipsearch.indexer.embed.job import EmbedConfig, run_embed
 from clipsearch.indexer.embed.sources import SourceFormat, SourceSpec
 from clipsearch.indexer.engine import Engine
@@ -19,6 +16,7 @@ EXIT_SKIPPED = 3
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    defaults = EmbedConfig(SourceSpec(""), Path())
     parser.description = (
         "Embed every image of SOURCE into Parquet shards in --out. Rerunning the "
         "same command resumes an interrupted run and embeds only new or changed images; "
@@ -59,32 +57,35 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--worker-timeout",
         type=float,
-        default=DEFAULT_WORKER_TIMEOUT_S,
+        default=defaults.worker_timeout_s,
         help="fail when no decoded batch arrives for this many seconds, instead of hanging "
-        f"(default: {DEFAULT_WORKER_TIMEOUT_S:g})",
+        f"(default: {defaults.worker_timeout_s:g})",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=32, help="images per encode (default: 32)"
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help=f"images per encode (default: {defaults.batch_size})",
     )
     parser.add_argument(
         "--workers",
         type=int,
-        default=min(4, os.cpu_count() or 1),
+        default=defaults.workers,
         help="decoding processes beside the encoder (default: CPU count, at most 4; 0 decodes "
         "in the main process)",
     )
     parser.add_argument(
         "--shard-size",
         type=int,
-        default=10_000,
+        default=defaults.shard_size,
         help="images per Parquet shard; also how much work an interruption can lose "
-        "(default: 10000)",
+        f"(default: {defaults.shard_size})",
     )
     parser.add_argument(
         "--max-pixels",
         type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help=f"skip images larger than this (default: {DEFAULT_MAX_PIXELS:,})",
+        default=defaults.max_pixels,
+        help=f"skip images larger than this (default: {defaults.max_pixels:,})",
     )
     add_engine_arguments(parser, "reading and decoding on Ray workers, encoding in an actor pool")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

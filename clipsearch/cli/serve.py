@@ -16,8 +16,6 @@ from clipsearch.server.admission.quota import Limit
 from clipsearch.server.admission.url_fetch import UrlFetchConfig
 from clipsearch.server.app import start
 from clipsearch.server.config import (
-    DEFAULT_METRICS_PORT,
-    DEFAULT_PORT,
     SecurityConfig,
     ServerConfig,
     TlsConfig,
@@ -34,13 +32,15 @@ def register(serve: argparse.ArgumentParser) -> None:
         "restart. SIGTERM drains in-flight requests and exits 0."
     )
     serve.add_argument("--index", type=Path, required=True, help="the index folder to serve")
+    defaults = ServerConfig(Path())
     serve.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="address to listen on; 0.0.0.0 or [::] to accept other hosts (default: 127.0.0.1)",
+        default=defaults.host,
+        help="address to listen on; 0.0.0.0 or [::] to accept other hosts "
+        f"(default: {defaults.host})",
     )
     serve.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"gRPC port (default: {DEFAULT_PORT})"
+        "--port", type=int, default=defaults.port, help=f"gRPC port (default: {defaults.port})"
     )
     serve.add_argument(
         "--http-port",
@@ -51,8 +51,8 @@ def register(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--metrics-port",
         type=int,
-        default=DEFAULT_METRICS_PORT,
-        help=f"Prometheus /metrics port, -1 to disable (default: {DEFAULT_METRICS_PORT})",
+        default=defaults.metrics_port,
+        help=f"Prometheus /metrics port, -1 to disable (default: {defaults.metrics_port})",
     )
     add_model_arguments(serve, required=False)
     _add_security_arguments(serve)
@@ -161,7 +161,8 @@ def _security(args: argparse.Namespace) -> SecurityConfig:
 
 
 def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
-    batching, limits = BatchingConfig(), Limits()
+    server = ServerConfig(Path())
+    batching, limits = server.batching, server.limits
     group = parser.add_argument_group("batching and limits")
     group.add_argument(
         "--max-batch",
@@ -185,14 +186,15 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-concurrent",
         type=int,
-        default=64,
-        help="concurrent calls; more get RESOURCE_EXHAUSTED (default: 64)",
+        default=server.max_concurrent_rpcs,
+        help="concurrent calls; more get RESOURCE_EXHAUSTED "
+        f"(default: {server.max_concurrent_rpcs})",
     )
     group.add_argument(
         "--max-message-mb",
         type=float,
-        default=16,
-        help="largest request or response in MB (default: 16)",
+        default=server.max_message_bytes / 2**20,
+        help=f"largest request or response in MB (default: {server.max_message_bytes / 2**20:g})",
     )
     group.add_argument(
         "--max-image-pixels",
@@ -203,8 +205,9 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--reload-interval",
         type=float,
-        default=2.0,
-        help="seconds between checks for a newly published index version (default: 2)",
+        default=server.reload_interval_s,
+        help="seconds between checks for a newly published index version "
+        f"(default: {server.reload_interval_s:g})",
     )
     group.add_argument(
         "--health-port",
@@ -221,8 +224,8 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--grace",
         type=float,
-        default=10.0,
-        help="seconds in-flight requests get to finish on SIGTERM (default: 10)",
+        default=server.grace_s,
+        help=f"seconds in-flight requests get to finish on SIGTERM (default: {server.grace_s:g})",
     )
 
 
