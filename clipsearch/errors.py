@@ -8,3 +8,7 @@ class ClipsearchError(Exception):
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+
+
+class Interrupted(ClipsearchError):
+    """A job stopped on Ctrl-C or SIGTERM, at a safe point; the hint says how to resume."""

@@ -73,3 +73,55 @@ def test_sigkill_at_random_moments_then_rerun_gives_every_image_exactly_once(
     assert not list(out.glob(".tmp-*"))
     on_disk = {p.name for p in out.glob("*.parquet")}
     assert on_disk == {f.file for f in manifest.files}, "an uncommitted shard is visible"
+
+
+def _vectors_by_id(out: Path) -> dict[int, bytes]:
+    manifest = read_manifest(out)
+    assert manifest is not None
+    found: dict[int, bytes] = {}
+    for entry in manifest.files_of(FileKind.EMBEDDINGS):
+        table = pq.read_table(out / entry.file, columns=["id", "embedding"])
+        for item_id, vector in zip(
+            table.column("id").to_pylist(), table.column("embedding").to_pylist(), strict=True
+        ):
+            assert item_id not in found, "an image was embedded twice"
+            found[item_id] = np.asarray(vector, dtype=np.float16).tobytes()
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_run_stops_cleanly_and_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, textile_paths: list[Path], signum: signal.Signals
+) -> None:
+    source = make_collection(tmp_path / "src", textile_paths[:120])
+    whole = tmp_path / "whole"
+    assert subprocess.run(embed_command(source, whole), check=False).returncode == 0
+
+    out = tmp_path / "shards"
+    process = subprocess.Popen(
+        embed_command(source, out), stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while committed_shards(out) == 0 and process.poll() is None:
+        assert time.monotonic() < deadline, "no progress within a minute"
+        time.sleep(0.05)
+    if signum is signal.SIGINT:  # Ctrl-C reaches the whole process group, workers too
+        os.killpg(process.pid, signum)
+    else:  # kill(1) reaches only the process it names
+        process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "clipsearch: error: interrupted after" in stderr
+    assert "hint: run the same command to resume" in stderr
+    manifest = read_manifest(out)
+    assert manifest is not None
+    run = manifest.runs[-1]
+    committed = sum(f.rows for f in manifest.files_of(FileKind.EMBEDDINGS))
+    assert run.interrupted and run.embedded == committed > 0  # the record tells the truth
+    assert committed < 120, "the run finished before the signal: make it larger"
+
+    resumed = subprocess.run(embed_command(source, out), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _vectors_by_id(out) == _vectors_by_id(whole)

@@ -15,11 +15,13 @@ import errno
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Collection
 from dataclasses import dataclass
+from types import FrameType
 
-from clipsearch.errors import ClipsearchError
+from clipsearch.errors import ClipsearchError, Interrupted
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
@@ -107,12 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser([command] if command else []).parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_VAR, "") not in ("", "0")
     configure_logging(args.log_level)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: cleanly, with exit 130
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
         if debug:
             raise
-        print("clipsearch: interrupted", file=sys.stderr)
+        report("interrupted; nothing half-done was kept", "run the same command again")
+        return EXIT_INTERRUPTED
+    except Interrupted as err:
+        if debug:
+            raise
+        report(str(err), err.hint)
         return EXIT_INTERRUPTED
     except ClipsearchError as err:
         if debug:
@@ -124,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         report(*describe_os_error(err))
         return EXIT_FAILURE
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def report(what: str, hint: str | None = None) -> None:

@@ -101,6 +101,7 @@ class RunRecord:
     unchanged: int = 0
     skipped: int = 0
     deleted: int = 0
+    interrupted: bool = False  # stopped on a signal; the counts are what it committed
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ from clipsearch.indexer.embed.plan import PlannedItem
 from clipsearch.indexer.memory import release_free_memory
 
 
+_EMPTY = EncodedBatch([], np.empty((0, 0), np.float32), None, [])
+
+
 @dataclass
 class _Buffer:
     batches: list[EncodedBatch] = field(default_factory=list)
@@ -32,9 +35,9 @@ class _Buffer:
 
 
 class ShardCommitter:
-    """Collects batches in pending order and commits a shard once it holds `shard_size` items.
-
-    Shards hold whole batches, so one can exceed `shard_size` by less than a batch.
+    """Collects batches in pending order and commits a shard once it holds `shard_size`
+    items (a batch that crosses the boundary is split), so part files hold at most
+    `shard_size` rows: fewer where inputs were skipped.
 
     A shard's files are written under their final names first, then the manifest is
     replaced: a crash in between leaves orphans that the next run deletes and redoes.
@@ -64,11 +67,13 @@ class ShardCommitter:
         return self.manifest.embedding
 
     def add(self, batch: EncodedBatch) -> None:
-        self._buffer.batches.append(batch)
-        self._buffer.count += len(batch.items)
-        target = min(self.shard_size, len(self.pending) - self._done)
-        if self._buffer.count >= target:
-            self._flush()
+        while batch.items:
+            room = self.shard_size - self._buffer.count
+            head, batch = batch.split(room) if len(batch.items) > room else (batch, _EMPTY)
+            self._buffer.batches.append(head)
+            self._buffer.count += len(head.items)
+            if self._buffer.count >= min(self.shard_size, len(self.pending) - self._done):
+                self._flush()
 
     def finish(self) -> None:
         if self._buffer.count:

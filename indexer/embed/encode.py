@@ -15,7 +15,23 @@ class EncodedBatch:
     items: list[DecodedItem]  # every item, failed ones included, in pending order
     vectors: np.ndarray  # one row per decoded item
     text_vectors: np.ndarray | None  # one row per captioned decoded item
-    captioned: list[bool]
+    captioned: list[bool]  # per decoded item: does it have a row in `text_vectors`
+
+    def split(self, count: int) -> tuple[EncodedBatch, EncodedBatch]:
+        """The first `count` items and the rest, each with its own vectors."""
+        decoded = sum(1 for item in self.items[:count] if item.failure is None)
+        texts = sum(self.captioned[:decoded])
+        head_text = tail_text = None
+        if self.text_vectors is not None:
+            head_text, tail_text = self.text_vectors[:texts], self.text_vectors[texts:]
+        return (
+            EncodedBatch(
+                self.items[:count], self.vectors[:decoded], head_text, self.captioned[:decoded]
+            ),
+            EncodedBatch(
+                self.items[count:], self.vectors[decoded:], tail_text, self.captioned[decoded:]
+            ),
+        )
 
 
 def encode_batch(encoder: ClipEncoder, batch: DecodedBatch) -> EncodedBatch:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,14 +25,17 @@ from clipsearch.collection.manifest import (
 )
 from clipsearch.collection.shards import collection_state, orphan_files
 from clipsearch.encoder import DEFAULT_MAX_PIXELS, ClipEncoder, DecodeFailure, load_encoder
+from clipsearch.errors import ClipsearchError, Interrupted
 from clipsearch.indexer.embed.commit import ShardCommitter
 from clipsearch.indexer.embed.decode import Decoder
 from clipsearch.indexer.embed.encode import EncodedBatch
 from clipsearch.indexer.embed.engines.local import DEFAULT_WORKER_TIMEOUT_S, run_local
-from clipsearch.indexer.embed.plan import PlannedItem, plan_embedding
-from clipsearch.indexer.embed.sources import SourceSpec, list_source
+from clipsearch.indexer.embed.plan import EmbedPlan, PlannedItem, plan_embedding
+from clipsearch.indexer.embed.sources import SourceSpec, detect_format, list_source
+from clipsearch.indexer.embed.sources.directory import IMAGE_EXTENSIONS
 from clipsearch.indexer.engine import Engine
-from clipsearch.indexer.lock import exclusive
+from clipsearch.indexer.interrupt import StopRequest
+from clipsearch.indexer.lock import LOCK_NAME, exclusive
 from clipsearch.models import ModelSpec
 from clipsearch.version import VERSION
 
@@ -84,58 +88,114 @@ class EmbedSummary:
         return "\n".join(lines)
 
 
+class EmbedInterrupted(Interrupted):
+    """The run stopped on a signal after committing what it had encoded."""
+
+
+class NothingToEmbedError(ClipsearchError):
+    """The source lists no images."""
+
+
 def run_embed(config: EmbedConfig) -> EmbedSummary:
+    """Embed what is new or changed in the source. Everything that can fail before work
+    starts (the source, the model, the collection's format) is checked before anything
+    is written: a run that fails early leaves the output folder as it found it."""
     started = time.monotonic()
+    created = not config.out.exists()
     config.out.mkdir(parents=True, exist_ok=True)
-    with exclusive(config.out, "embed"):
-        encoder = load_encoder(config.model)
-        manifest = _open_collection(config, _format_of(encoder, config))
-        state = collection_state(config.out, manifest)
-        plan = plan_embedding(list_source(config.source), state)
-        log.info(
-            "%s: %d new, %d changed, %d unchanged, %d deleted",
-            config.source.url,
-            plan.new,
-            plan.changed,
-            plan.unchanged,
-            len(plan.deleted),
+    try:
+        with exclusive(config.out, "embed"):
+            encoder, manifest, plan = _prepare(config)
+            return _embed(config, encoder, manifest, plan, started)
+    except BaseException:
+        if created and _untouched(config.out):
+            shutil.rmtree(config.out, ignore_errors=True)
+        raise
+
+
+def _prepare(config: EmbedConfig) -> tuple[ClipEncoder, Manifest, EmbedPlan]:
+    """The model, the collection (new or existing) and the plan, writing nothing."""
+    detect_format(config.source)  # a missing or unreadable source fails before the model loads
+    encoder = load_encoder(config.model)
+    fmt = _format_of(encoder, config)
+    manifest = read_manifest(config.out)
+    if manifest is not None and (why := manifest.embedding.mismatch(fmt)):
+        raise ManifestError(
+            f"refusing to add to {config.out}: {why}",
+            hint="write to a new --out, or use the model and flags the collection was made with",
         )
-        run = manifest.next_run()
-        record = RunRecord(run, config.source.url, _now())
-        manifest = manifest.with_run(record)
-        write_manifest(config.out, manifest)
-        committer = ShardCommitter(config.out, manifest, plan.pending, config.shard_size, run)
-        committer.commit_deletions(plan.deleted)
-        with tqdm(
-            total=len(plan.pending), unit="img", disable=config.quiet, smoothing=0.1
-        ) as progress:
-            for batch in _batches(plan.pending, encoder, config):
-                committer.add(batch)
-                progress.update(len(batch.items))
-                if committer.skipped:
-                    progress.set_postfix(skipped=sum(committer.skipped.values()))
-        committer.finish()
-        summary = EmbedSummary(
-            embedded=committer.embedded,
-            unchanged=plan.unchanged,
-            skipped=dict(committer.skipped),
-            deleted=len(plan.deleted),
-            duplicates=plan.duplicates,
-            seconds=time.monotonic() - started,
-            shards=committer.shards_written,
+    state = collection_state(config.out, manifest) if manifest else {}
+    plan = plan_embedding(list_source(config.source), state)
+    if plan.new + plan.changed + plan.unchanged + plan.duplicates == 0:
+        raise NothingToEmbedError(
+            f"{config.source.url} holds no images",
+            hint="check the path; a directory is searched for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))} files; tables and tar shards need "
+            "--source-format when their files have other extensions",
         )
-        finished = RunRecord(
-            run,
-            config.source.url,
-            record.started,
-            _now(),
-            summary.embedded,
-            summary.unchanged,
-            sum(summary.skipped.values()),
-            summary.deleted,
+    log.info(
+        "%s: %d new, %d changed, %d unchanged, %d deleted",
+        config.source.url, plan.new, plan.changed, plan.unchanged, len(plan.deleted),
+    )  # fmt: skip
+    return encoder, manifest or Manifest(embedding=fmt, clipsearch_version=VERSION), plan
+
+
+def _embed(
+    config: EmbedConfig,
+    encoder: ClipEncoder,
+    manifest: Manifest,
+    plan: EmbedPlan,
+    started: float,
+) -> EmbedSummary:
+    _remove_leftovers(config.out, manifest)
+    run = manifest.next_run()
+    record = RunRecord(run, config.source.url, _now())
+    manifest = manifest.with_run(record)
+    write_manifest(config.out, manifest)
+    committer = ShardCommitter(config.out, manifest, plan.pending, config.shard_size, run)
+    committer.commit_deletions(plan.deleted)
+    done = 0
+    with (
+        StopRequest() as stop,
+        tqdm(total=len(plan.pending), unit="img", disable=config.quiet, smoothing=0.1) as bar,
+    ):
+        for batch in _batches(plan.pending, encoder, config):
+            committer.add(batch)
+            done += len(batch.items)
+            bar.update(len(batch.items))
+            if committer.skipped:
+                bar.set_postfix(skipped=sum(committer.skipped.values()))
+            if stop.requested:
+                break
+    committer.finish()  # what was encoded is committed, even when stopping early
+    summary = EmbedSummary(
+        embedded=committer.embedded,
+        unchanged=plan.unchanged,
+        skipped=dict(committer.skipped),
+        deleted=len(plan.deleted),
+        duplicates=plan.duplicates,
+        seconds=time.monotonic() - started,
+        shards=committer.shards_written,
+    )
+    finished = RunRecord(
+        run,
+        config.source.url,
+        record.started,
+        _now(),
+        summary.embedded,
+        summary.unchanged,
+        sum(summary.skipped.values()),
+        summary.deleted,
+        interrupted=stop.requested,
+    )
+    write_manifest(config.out, committer.manifest.with_run(finished))
+    if stop.requested:
+        raise EmbedInterrupted(
+            f"interrupted after {done:,} of {len(plan.pending):,} images "
+            f"({summary.embedded:,} embedded and committed)",
+            hint="run the same command to resume: committed images are not embedded again",
         )
-        write_manifest(config.out, committer.manifest.with_run(finished))
-        return summary
+    return summary
 
 
 def _batches(
@@ -168,24 +228,18 @@ def _format_of(encoder: ClipEncoder, config: EmbedConfig) -> EmbeddingFormat:
     )
 
 
-def _open_collection(config: EmbedConfig, fmt: EmbeddingFormat) -> Manifest:
-    """The existing collection, cleaned of a crashed run's leftovers, or a new one."""
-    for path in remove_temporary_files(config.out):
+def _remove_leftovers(out: Path, manifest: Manifest) -> None:
+    """What a crashed run left: temporary files, and shards written but never committed."""
+    for path in remove_temporary_files(out):
         log.info("removed %s, left by an interrupted run", path.name)
-    manifest = read_manifest(config.out)
-    for path in orphan_files(config.out, manifest):
+    for path in orphan_files(out, manifest):
         log.info("removed %s: written but never committed by an interrupted run", path.name)
         path.unlink()
-    if manifest is None:
-        manifest = Manifest(embedding=fmt, clipsearch_version=VERSION)
-        write_manifest(config.out, manifest)
-        return manifest
-    if why := manifest.embedding.mismatch(fmt):
-        raise ManifestError(
-            f"refusing to add to {config.out}: {why}. Write to a new --out, or use the "
-            "model and flags the collection was made with."
-        )
-    return manifest
+
+
+def _untouched(folder: Path) -> bool:
+    """Nothing in the folder but the lock this run took."""
+    return all(p.name == LOCK_NAME for p in folder.iterdir())
 
 
 def _now() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import TypeVar
@@ -65,6 +66,7 @@ def run_local(
         prefetch_factor=PREFETCH_BATCHES_PER_WORKER if workers else None,
         multiprocessing_context="fork" if workers else None,
         timeout=worker_timeout_s if workers else 0,
+        worker_init_fn=_ignore_ctrl_c,
     )
     done = 0
     with torch.inference_mode():
@@ -73,6 +75,12 @@ def run_local(
             done += len(batch.items)
             if done % TRIM_EVERY_ITEMS < len(batch.items):
                 release_free_memory()
+
+
+def _ignore_ctrl_c(worker: int) -> None:
+    """Ctrl-C reaches the workers too; the main process decides when they stop, after
+    committing what is encoded."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _guarded(batches: Iterator[T], timeout_s: float) -> Iterator[T]:
