@@ -20,7 +20,13 @@ from grpc_reflection.v1alpha import reflection
 
 from clipsearch.encoder import ClipEncoder, load_encoder
 from clipsearch.errors import ClipsearchError
-from clipsearch.index.manifest import MANIFEST_FILE, VERSIONS_DIR, IndexManifest, current_version
+from clipsearch.index.manifest import (
+    CURRENT_FILE,
+    MANIFEST_FILE,
+    VERSIONS_DIR,
+    IndexManifest,
+    current_version,
+)
 from clipsearch.index.publish import list_versions
 from clipsearch.index.version import IndexVersion
 from clipsearch.models import ModelSpec
@@ -91,6 +97,7 @@ class RunningServer:
 def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningServer:
     """Start serving `config.index_dir`; `encoder` skips loading a model (tests, benchmarks)."""
     _check_exposure(config)
+    _check_index_dir(config)
     metrics = Metrics()
     security = config.security
     pipeline = Pipeline(Access(security.keys, security.key_limit), metrics)
@@ -102,15 +109,20 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
     else:
         port = server.add_insecure_port(address)
     if port == 0:
-        raise ServerStartError(f"cannot listen on {config.host}:{config.port} (in use?)")
+        raise _port_taken("gRPC", config.host, config.port, "--port")
     _set_health(health_servicer, False)
     health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     server.start()
-    health_server, health_port = _health_only_server(config, health_servicer)
-    metrics_server = None
-    if config.metrics_port is not None:
-        metrics_server, _ = metrics.serve(config.host, config.metrics_port)
+    health_server = metrics_server = http_server = None
     try:
+        health_server, health_port = _health_only_server(config, health_servicer)
+        if config.metrics_port is not None:
+            try:
+                metrics_server, _ = metrics.serve(config.host, config.metrics_port)
+            except OSError as err:
+                raise _port_taken("metrics", config.host, config.metrics_port,
+                                  "--metrics-port", err) from err  # fmt: skip
+        http_server = _http_server(config, pipeline)
         encoder = encoder or load_encoder(_model_to_load(config))
 
         events = _IndexEvents(metrics, health_servicer)
@@ -131,20 +143,12 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
             health_server.stop(0)
         if metrics_server is not None:
             metrics_server.shutdown()
+        if http_server is not None:
+            http_server.stop()
         raise
     for batcher in (service.text_batcher, service.image_batcher, service.search_batcher):
         metrics.track_queue(batcher.name, batcher.depth)
     pipeline.service = service
-    http_server = None
-    if config.http_port is not None:
-        try:
-            app = HttpFace(pipeline, config).app()
-            http_server = HttpServer(
-                app, config.host, config.http_port, config.http, config.grace_s
-            )
-        except OSError as err:
-            raise ServerStartError(f"cannot serve HTTP on port {config.http_port}: {err}") from err
-        http_server.start()
     running = RunningServer(
         server, port, service, health_servicer, metrics, metrics_server, health_server,
         health_port, http_server,
@@ -214,6 +218,47 @@ def _connection_age(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+def _http_server(config: ServerConfig, pipeline: Pipeline) -> HttpServer | None:
+    """The HTTP face, started: it answers UNAVAILABLE until the pipeline has a service."""
+    if config.http_port is None:
+        return None
+    app = HttpFace(pipeline, config).app()
+    try:
+        server = HttpServer(app, config.host, config.http_port, config.http, config.grace_s)
+    except OSError as err:
+        raise _port_taken("HTTP", config.host, config.http_port, "--http-port", err) from err
+    server.start()
+    return server
+
+
+def _port_taken(
+    what: str, host: str, port: int, flag: str, err: OSError | None = None
+) -> ServerStartError:
+    reason = err.strerror if err is not None and err.strerror else "in use, or not allowed"
+    return ServerStartError(
+        f"cannot serve {what} on {host}:{port}: {reason}",
+        hint=f"{flag} picks another port (0: any free one)"
+        + (", -1 turns metrics off" if flag == "--metrics-port" else ""),
+    )
+
+
+def _check_index_dir(config: ServerConfig) -> None:
+    """A typo in --index is likelier than a build still to come: waiting is asked for."""
+    folder = config.index_dir
+    if not folder.is_dir():
+        raise ServerStartError(
+            f"{folder} is not a folder",
+            hint="check --index; to start before a first build, create the folder and pass --wait",
+        )
+    if config.wait_for_index or (folder / CURRENT_FILE).exists():
+        return
+    raise ServerStartError(
+        f"{folder} holds no index version yet",
+        hint=f"build one with `clipsearch build SHARDS --out {folder}`, or pass --wait to "
+        "serve the first version a build publishes there",
+    )
+
+
 def _health_only_server(
     config: ServerConfig, servicer: health.HealthServicer
 ) -> tuple[grpc.Server | None, int | None]:
@@ -223,7 +268,7 @@ def _health_only_server(
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     port = server.add_insecure_port(f"{config.host}:{config.health_port}")
     if port == 0:
-        raise ServerStartError(f"cannot listen on {config.host}:{config.health_port} (in use?)")
+        raise _port_taken("health checks", config.host, config.health_port, "--health-port")
     server.start()
     return server, port
 

@@ -12,7 +12,9 @@ from clipsearch.server.admission.url_fetch import UrlFetchConfig
 from clipsearch.server.core.config import BatchingConfig, Limits
 
 DEFAULT_PORT = 50051
-DEFAULT_METRICS_PORT = 9090
+# Ours, beside gRPC (50051) and the usual health probe port (50052); off Prometheus's own
+# 9090, which is taken on exactly the hosts that scrape.
+DEFAULT_METRICS_PORT = 50053
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class HttpSettings:
 @dataclass(frozen=True)
 class ServerConfig:
     index_dir: Path
+    # Start even when index_dir holds no version yet, and serve the first one published.
+    wait_for_index: bool = False
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     metrics_port: int | None = DEFAULT_METRICS_PORT  # None: no metrics endpoint

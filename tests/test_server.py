@@ -273,12 +273,12 @@ def test_health_and_reflection(server: RunningServer) -> None:
         assert "grpc.health.v1.Health" in services
 
 
-def test_without_an_index_health_is_not_serving_until_one_is_published(
+def test_with_wait_and_no_index_health_is_not_serving_until_one_is_published(
     tmp_path: Path, served_collection: ServedCollection, start_server: Callable[..., RunningServer]
 ) -> None:
     empty = tmp_path / "index"
     empty.mkdir()
-    server = start_server(empty)
+    server = start_server(empty, wait_for_index=True)
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
@@ -342,7 +342,7 @@ def test_health_command_exit_codes(
 def test_probe_port_serves_health_only_with_liveness_before_readiness(
     tmp_path: Path, start_server: Callable[..., RunningServer]
 ) -> None:
-    server = start_server(tmp_path, health_port=0)  # no index yet: alive, not ready
+    server = start_server(tmp_path, health_port=0, wait_for_index=True)  # alive, not ready
     assert server.health_port
     with grpc.insecure_channel(f"127.0.0.1:{server.health_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)

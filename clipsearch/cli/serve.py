@@ -32,6 +32,12 @@ def register(serve: argparse.ArgumentParser) -> None:
         "restart. SIGTERM drains in-flight requests and exits 0."
     )
     serve.add_argument("--index", type=Path, required=True, help="the index folder to serve")
+    serve.add_argument(
+        "--wait",
+        action="store_true",
+        help="start even if the index folder holds no version yet, and serve the first one a "
+        "build publishes (needs --model and --pretrained; default: fail)",
+    )
     defaults = ServerConfig(Path())
     serve.add_argument(
         "--host",
@@ -232,6 +238,7 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         index_dir=args.index,
+        wait_for_index=args.wait,
         host=args.host,
         port=args.port,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
