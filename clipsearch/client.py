@@ -80,12 +80,31 @@ __all__ = [
 
 
 class RpcError(ClipsearchError):
-    """The server refused or failed a call; `code` is the gRPC status."""
+    """The server refused or failed a call; `code` is the gRPC status, `hint` what to do."""
 
-    def __init__(self, method: str, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{method}: {code.name}: {details}")
+    def __init__(self, method: str, code: grpc.StatusCode, details: str, target: str = "") -> None:
+        super().__init__(f"{method}: {code.name}: {details}", hint=_hint(code, details, target))
         self.code = code
         self.details = details
+
+
+def _hint(code: grpc.StatusCode, details: str, target: str) -> str | None:
+    """What to do about a failed call, in the terms of the command line."""
+    if code is grpc.StatusCode.UNAVAILABLE and "loading" not in details:
+        return (
+            f"no server answered at {target}: start one with `clipsearch serve`, or name "
+            "another with --server HOST:PORT"
+        )
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than" in details:
+        return (
+            "the request is over the server's message limit (its --max-message-mb): send "
+            "fewer or smaller images per call"
+        )
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return "pass the server's API key with --api-key or CLIPSEARCH_API_KEY"
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "the server is slow or unreachable: raise --timeout, or check --server"
+    return None
 
 
 @dataclass(frozen=True)
@@ -207,7 +226,7 @@ class SearchClient:
         try:
             return stub_method(request, timeout=self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as err:
-            raise RpcError(method, err.code(), err.details() or "") from err
+            raise RpcError(method, err.code(), err.details() or "", self.target) from err
 
 
 def search_request(query: SearchQuery) -> pb.SearchRequest:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from clipsearch.errors import ClipsearchError
 from clipsearch.index.manifest import MANIFEST_FILE, VERSIONS_DIR, IndexManifest, current_version
 from clipsearch.index.publish import list_versions, switch_current
 
@@ -21,6 +22,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run_versions_command(args: argparse.Namespace) -> int:
+    if not args.index.is_dir():
+        raise ClipsearchError(
+            f"{args.index} is not a folder", hint="give the folder `clipsearch build --out` wrote"
+        )
+    if not list_versions(args.index):
+        raise ClipsearchError(
+            f"{args.index} holds no index versions",
+            hint=f"build one with `clipsearch build SHARDS --out {args.index}`",
+        )
     if args.use:
         switch_current(args.index, args.use)
         print(f"{args.index}: now serving {args.use}")
