@@ -32,7 +32,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -161,12 +161,15 @@ class HttpFace:
         limit = self.max_body_bytes
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size <= limit:
-                chunks.append(chunk)
-            elif size > DRAIN_LIMIT_BYTES:
-                break
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size <= limit:
+                    chunks.append(chunk)
+                elif size > DRAIN_LIMIT_BYTES:
+                    break
+        except ClientDisconnect:  # routine, not a crash: counted and logged as a cancel
+            return RequestError(Status.CANCELLED, "the client hung up while sending the body")
         if size > limit:
             return RequestError(
                 Status.TOO_LARGE,

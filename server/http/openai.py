@@ -7,7 +7,6 @@ https://platform.openai.com/docs/api-reference/embeddings
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,18 +99,28 @@ def parse_embeddings_request(
 
 
 def _input(item: str, field: str, limits: Limits) -> EmbeddingInput:
+    _check_unicode(item, field)
     if item.startswith("data:"):
         match = DATA_URL.fullmatch(item)
         if match is None:
             raise invalid(f"{field}: a data URL must look like data:image/png;base64,...")
         try:
             data = base64.b64decode(match["data"], validate=True)
-        except binascii.Error as err:
+        except ValueError as err:  # binascii.Error, or a character that is not ASCII
             raise invalid(f"{field}: the data URL is not valid base64") from err
         return ImageInput(validate.image(data, field))
     if item.startswith(("http://", "https://")):
         return ImageUrlInput(item)
     return TextInput(validate.text(item, field, limits))
+
+
+def _check_unicode(item: str, field: str) -> None:
+    """JSON can escape a lone surrogate ("\\ud800"), which is no character: refused, as
+    protobuf refuses it in gRPC's strings and in /v1/search."""
+    try:
+        item.encode()
+    except UnicodeEncodeError as err:
+        raise invalid(f"{field} is not valid Unicode: a lone surrogate at {err.start}") from err
 
 
 def embed_query(request: EmbeddingsRequest) -> tuple[EmbedQuery, list[int]]:
