@@ -6,7 +6,7 @@ and from these types, and nothing else sees a message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 import numpy as np
@@ -77,14 +77,29 @@ class Timing:
     encode_ms: float = 0.0
     search_ms: float = 0.0
 
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class Hit:
     id: int
-    score: float
+    score: float  # cosine similarity, in [-1, 1]
     uri: str = ""
     caption: str = ""
     metadata_json: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        """The one JSON shape of a hit (`query --json`, HTTP /v1/search): protobuf's JSON
+        mapping of clipsearch.v1.Hit, every field present. Ids are decimal strings, as
+        that mapping writes 64-bit integers, because JavaScript numbers cannot hold them."""
+        return {
+            "id": str(self.id),
+            "score": self.score,
+            "uri": self.uri,
+            "caption": self.caption,
+            "metadata_json": self.metadata_json,
+        }
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,14 @@ class SearchResult:
     hits: list[Hit]
     index_version: str
     timing: Timing
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON shape of clipsearch.v1.SearchResponse, as Hit.to_dict."""
+        return {
+            "hits": [hit.to_dict() for hit in self.hits],
+            "index_version": self.index_version,
+            "timing": self.timing.to_dict(),
+        }
 
 
 @dataclass(frozen=True, eq=False)

@@ -159,3 +159,38 @@ def test_the_search_page_is_served(http_server: RunningServer) -> None:
         page = response.read().decode()
     assert response.headers["Content-Type"].startswith("text/html")
     assert "/v1/search" in page and 'type="file"' in page
+
+
+def test_a_hit_has_one_json_shape_on_every_face(
+    http_server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """HTTP /v1/search, `clipsearch query --json` and the client's to_dict agree, and they
+    are protobuf's JSON mapping of the gRPC response with every field present."""
+    from google.protobuf import json_format
+
+    from clipsearch.cli.main import main
+    from clipsearch.client import SearchClient, TextQuery
+    from clipsearch.v1 import search_pb2 as pb
+
+    status, over_http = post(http_server, "/v1/search", {"text": "a red carpet", "top_k": 3})
+    assert status == 200
+    target = f"127.0.0.1:{http_server.port}"
+    assert (
+        main(["query", "--server", target, "--text", "a red carpet", "--top-k", "3", "--json"]) == 0
+    )
+    from_cli = json.loads(capsys.readouterr().out)
+    with SearchClient(target) as client:
+        from_client = client.search(TextQuery("a red carpet"), top_k=3).to_dict()
+        # No deadline, as grpcurl and bare stubs call: answered like any other call.
+        raw = client._stub.Search(pb.SearchRequest(text="a red carpet", top_k=3))
+    proto_json = json_format.MessageToDict(
+        raw, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    shapes = [over_http, from_cli, from_client, proto_json]
+    assert all(set(shape) == {"hits", "index_version", "timing"} for shape in shapes)
+    for hits in zip(*(shape["hits"] for shape in shapes), strict=True):
+        assert all(set(hit) == set(proto_json["hits"][0]) for hit in hits)
+        assert len({hit["id"] for hit in hits}) == 1 and isinstance(hits[0]["id"], str)
+        assert len({hit["uri"] for hit in hits}) == 1
+        assert max(h["score"] for h in hits) - min(h["score"] for h in hits) < 1e-5
+        assert -1.0 <= hits[0]["score"] <= 1.0

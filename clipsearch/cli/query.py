@@ -59,7 +59,7 @@ def run_query_command(args: argparse.Namespace) -> int:
             print(json.dumps([asdict(s) for s in scores]) if args.json else format_scores(scores))
         else:
             result = client.search(_query(args), top_k=args.top_k, nprobe=args.nprobe)
-            print(json.dumps(asdict(result), indent=1) if args.json else format_hits(result))
+            print(json.dumps(result.to_dict(), indent=1) if args.json else format_hits(result))
     return 0
 
 

@@ -24,7 +24,6 @@ from clipsearch.indexer.embed.encode import EncodedBatch
 from clipsearch.indexer.embed.plan import PlannedItem
 from clipsearch.indexer.memory import release_free_memory
 
-
 _EMPTY = EncodedBatch([], np.empty((0, 0), np.float32), None, [])
 
 

@@ -95,11 +95,12 @@ def _failed(position: int, reason: DecodeFailure, detail: str) -> DecodedItem:
 
 
 def _as_json(text: str | None) -> str | None:
-    """Sidecar metadata must be JSON; a broken sidecar is kept, marked, not fatal."""
+    """Sidecar metadata as compact JSON (no trailing newline from the file); a broken
+    sidecar is kept, marked, not fatal."""
     if text is None:
         return None
     try:
-        json.loads(text)
+        value = json.loads(text)
     except ValueError as err:
         return json.dumps({"invalid_sidecar_json": str(err), "text": text[:1000]})
-    return text
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

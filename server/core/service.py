@@ -359,7 +359,9 @@ def _search_batch(items: list[_SearchItem]) -> list[_Neighbours]:
         found = first.version.search(queries, k, first.nprobe, first.candidates)
         for row, n in enumerate(members):
             k_n = items[n].k
-            out[n] = _Neighbours(found.scores[row, :k_n], found.rows[row, :k_n])
+            # Cosine similarities of unit vectors; float16 storage can push one past 1.
+            scores = np.clip(found.scores[row, :k_n], -1.0, 1.0)
+            out[n] = _Neighbours(scores, found.rows[row, :k_n])
     return [n for n in out if n is not None]
 
 

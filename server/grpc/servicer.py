@@ -18,6 +18,7 @@ from clipsearch.v1 import search_pb2 as pb
 
 M = TypeVar("M", bound=Message)
 SERVICE = pb.DESCRIPTOR.services_by_name["SearchService"]
+NO_DEADLINE_S = 365 * 24 * 3600.0
 
 CODES: Mapping[Status, grpc.StatusCode] = {
     Status.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -124,7 +125,10 @@ def _parse(raw: bytes, request_class: type[Message]) -> Message:
 
 def _caller(context: grpc.ServicerContext) -> Caller:
     remaining = context.time_remaining()
-    deadline = None if remaining is None else time.monotonic() + remaining
+    # A call without a deadline reports an effectively infinite remaining time, which no
+    # timer accepts: treat it as no deadline.
+    no_deadline = remaining is None or remaining > NO_DEADLINE_S
+    deadline = None if no_deadline else time.monotonic() + remaining
     return Caller(_authorization(context.invocation_metadata()), deadline, context.is_active)
 
 

@@ -227,7 +227,7 @@ def _embeddings(service: SearchService, call: CallContext, body: object) -> Repl
 def _search(service: SearchService, call: CallContext, body: object) -> Reply:
     message = _proto(body, pb.SearchRequest())
     query = requests.parse_search(message, service.encoder.dim, service.limits)
-    return _proto_json(responses.search_response(service.search([query], call)[0]))
+    return _json(service.search([query], call)[0].to_dict())  # the one JSON shape of a hit
 
 
 def _classify(service: SearchService, call: CallContext, body: object) -> Reply:
