@@ -88,3 +88,55 @@ def test_text_query_upload_and_more_like_this(
     cards[0].click()  # type: ignore[attr-defined]
     cards = wait_for_thumbnails(browser, "results for images like")
     assert first_id not in {c.get_attribute("data-id") for c in cards}  # type: ignore[attr-defined]
+
+
+LAYOUT_PROBLEMS = """
+const problems = [];
+const page = document.documentElement;
+if (page.scrollWidth > window.innerWidth) problems.push(`page ${page.scrollWidth}px wide`);
+const boxes = ["query", "drop", "status", "results"].map((id) => document.getElementById(id));
+for (const element of [...boxes, ...document.querySelectorAll("#drop > *, form > *, .hit")]) {
+  const r = element.getBoundingClientRect();
+  const name = element.id || element.className;
+  if (r.right > window.innerWidth + 0.5) problems.push(`${name} overflows`);
+}
+const overlap = (a, b) =>
+  a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+const text = document.querySelector("#drop p").getBoundingClientRect();
+const choose = document.querySelector("#drop .choose").getBoundingClientRect();
+if (overlap(text, choose)) problems.push("the drop zone's text and button overlap");
+return problems;
+"""
+
+
+@pytest.mark.parametrize("width", [360, 1280])
+def test_layout_holds_from_phone_to_desktop_and_errors_clear_old_results(
+    browser: WebDriver,
+    served_collection: ServedCollection,
+    start_server: Callable[..., RunningServer],
+    width: int,
+) -> None:
+    server = start_server(served_collection.index, http_port=0)
+    browser.set_window_size(width, 800)
+    browser.get(f"http://127.0.0.1:{server.http_port}/")
+    WebDriverWait(browser, 30).until(lambda d: "index v" in d.find_element(By.ID, "info").text)
+    inner = browser.execute_script("return window.innerWidth")
+    assert abs(inner - width) < 40, f"the window is {inner}px wide, not {width}"
+
+    box = browser.find_element(By.ID, "query")
+    box.send_keys("a photo of a cat")
+    box.submit()
+    wait_for_thumbnails(browser, "results for")
+    assert browser.execute_script(LAYOUT_PROBLEMS) == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / f"search-page-{width}px.png"))
+
+    bad = served_collection.images.parent / "not-an-image.jpg"
+    bad.write_bytes(b"just some text, not an image")
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.ID, "status").get_attribute("class") == "error"
+    )
+    assert "not an image" in browser.find_element(By.ID, "status").text
+    assert browser.find_elements(By.CSS_SELECTOR, ".hit") == []  # no stale results under it
+    assert browser.execute_script(LAYOUT_PROBLEMS) == []
