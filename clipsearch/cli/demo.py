@@ -10,6 +10,7 @@ otherwise random-init ViT-B-32, said plainly, so the demo runs offline on a fres
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -60,7 +61,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {title} ==", flush=True)
         if (code := clipsearch(step)) != 0:
             return code
-    return serve_and_query(args.workdir)
+    code = serve_and_query(args.workdir)
+    if code == 0:
+        print(next_steps())
+    return code
+
+
+def next_steps() -> str:
+    """What to run on one's own photos, with the command's real path."""
+    command = Path(sys.executable).parent / "clipsearch"
+    with contextlib.suppress(ValueError):  # shorter when it lives under this folder
+        command = command.relative_to(Path.cwd())
+    return "\n".join(
+        [
+            "",
+            "== Next: search your own photos ==",
+            f"The command is {command} (`source {command.parent}/activate` puts `clipsearch` "
+            "on your PATH):",
+            f"  {command} embed ~/Pictures --out my-shards",
+            f"  {command} build my-shards --out my-index",
+            f"  {command} serve --index my-index --http-port 8080    # then open "
+            "http://localhost:8080",
+        ]
+    )
 
 
 def serve_and_query(workdir: Path) -> int:
