@@ -104,10 +104,13 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
     health_servicer = health.HealthServicer()
     server = _grpc_server(config, pipeline, health_servicer)
     address = f"{config.host}:{config.port}"
-    if security.tls is not None:
-        port = server.add_secure_port(address, server_credentials(security.tls))
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if security.tls is not None:
+            port = server.add_secure_port(address, server_credentials(security.tls))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio >= 1.60 raises where it used to return 0
+        port = 0
     if port == 0:
         raise _port_taken("gRPC", config.host, config.port, "--port")
     _set_health(health_servicer, False)
@@ -266,7 +269,10 @@ def _health_only_server(
         return None, None
     server = grpc.server(ThreadPoolExecutor(2, thread_name_prefix="health"))
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port(f"{config.host}:{config.health_port}")
+    try:
+        port = server.add_insecure_port(f"{config.host}:{config.health_port}")
+    except RuntimeError:  # grpcio >= 1.60 raises where it used to return 0
+        port = 0
     if port == 0:
         raise _port_taken("health checks", config.host, config.health_port, "--health-port")
     server.start()

@@ -11,13 +11,15 @@ DO`, with no traceback unless --debug (or CLIPSEARCH_DEBUG=1). Exit codes: 0 suc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Collection
+import threading
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
@@ -109,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser([command] if command else []).parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_VAR, "") not in ("", "0")
     configure_logging(args.log_level)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: cleanly, with exit 130
+    with _sigterm_as_ctrl_c():
+        return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
@@ -132,6 +138,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         report(*describe_os_error(err))
         return EXIT_FAILURE
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM stops a command like Ctrl-C: cleanly, with exit 130 (`serve` drains instead)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
