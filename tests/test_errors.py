@@ -155,3 +155,19 @@ def test_a_failed_embed_leaves_nothing_that_blocks_the_next(
 def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(Exception, match="is not a folder"):
         main(["--debug", "versions", str(tmp_path / "nope")])
+
+
+def test_a_message_over_the_limit_names_the_server_flag(
+    tmp_path: Path,
+    served_collection: ServedCollection,
+    start_server: Callable[..., object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = start_server(served_collection.index, max_message_bytes=64 * 1024)
+    big = tmp_path / "big.jpg"
+    big.write_bytes(bytes(200 * 1024))
+    target = f"127.0.0.1:{server.port}"  # type: ignore[attr-defined]
+    assert main(["query", "--image", str(big), "--server", target]) == 1
+    err = capsys.readouterr().err
+    assert "RESOURCE_EXHAUSTED" in err and "Traceback" not in err
+    assert "hint:" in err and "--max-message-mb" in err
