@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from clipsearch.index.version import IndexVersion
 from clipsearch.index.manifest import CurvePoint
+from clipsearch.index.version import IndexVersion
 
 K = 10
 TIMED_QUERIES = 200

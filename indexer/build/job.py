@@ -16,18 +16,34 @@ import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
-from clipsearch.errors import ClipsearchError
-from clipsearch.version import VERSION
-from clipsearch.indexer.build import evaluate, train
-from clipsearch.indexer.engine import Engine
-from clipsearch.indexer.build.plan import DEFAULT_RERANK_CANDIDATES, IndexPlan, SearchKnob, plan_index
-from clipsearch.index.version import IndexVersion
-from clipsearch.index.manifest import IDS_FILE, INDEX_FILE, IVFDATA_FILE, MANIFEST_FILE, REMOVED, VECTORS_FILE, IndexManifest, SourceShard, current_version, file_checksums
-from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
-from clipsearch.indexer.lock import exclusive
 from clipsearch.collection.manifest import EmbeddingFormat, Manifest, read_manifest
-from clipsearch.index.records import DATA_NAME, OFFSETS_NAME, write_records
+from clipsearch.errors import ClipsearchError
+from clipsearch.index.manifest import (
+    IDS_FILE,
+    INDEX_FILE,
+    IVFDATA_FILE,
+    MANIFEST_FILE,
+    REMOVED,
+    VECTORS_FILE,
+    IndexManifest,
+    SourceShard,
+    current_version,
+    file_checksums,
+)
 from clipsearch.index.publish import new_workdir, next_version, publish, remove_abandoned_builds
+from clipsearch.index.records import DATA_NAME, OFFSETS_NAME, write_records
+from clipsearch.index.version import IndexVersion
+from clipsearch.indexer.build import evaluate, train
+from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
+from clipsearch.indexer.build.plan import (
+    DEFAULT_RERANK_CANDIDATES,
+    IndexPlan,
+    SearchKnob,
+    plan_index,
+)
+from clipsearch.indexer.engine import Engine
+from clipsearch.indexer.lock import exclusive
+from clipsearch.version import VERSION
 
 log = logging.getLogger(__name__)
 DEFAULT_BUDGET = 4 << 30
@@ -138,7 +154,8 @@ def _full(
         train.train(index, vectors[train.training_rows(count, plan.train_size)])
     with _phase(f"adding {count:,} vectors"):
         if config.engine is Engine.RAY:
-            from clipsearch.indexer.build.add_ray import add_with_ray  # Ray is imported only when asked for
+            # Ray is imported only when asked for.
+            from clipsearch.indexer.build.add_ray import add_with_ray
 
             path = workdir / VECTORS_FILE
             add_with_ray(index, path, count, workdir, workdir / IVFDATA_FILE, config.ray_address)
@@ -209,9 +226,7 @@ def _plan(config: BuildConfig, count: int, dim: int) -> IndexPlan:
     train_size = min(count, max(100 * nlist, 50_000))
     rerank = nlist > 0  # IVF indexes rank by L2 and are re-ranked by inner product
     knob = SearchKnob.NPROBE if nlist else SearchKnob.NONE
-    return IndexPlan(
-        config.index_factory, nlist, train_size, knob, rerank, 0.0, "--index-factory"
-    )
+    return IndexPlan(config.index_factory, nlist, train_size, knob, rerank, 0.0, "--index-factory")
 
 
 def _with_nlist(plan: IndexPlan, index: faiss.Index) -> IndexPlan:
