@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -31,7 +30,7 @@ from clipsearch.index.manifest import (
     file_checksums,
 )
 from clipsearch.index.publish import new_workdir, next_version, publish, remove_abandoned_builds
-from clipsearch.index.records import DATA_NAME, OFFSETS_NAME, write_records
+from clipsearch.index.records import Record, RecordWriter
 from clipsearch.index.version import IndexVersion
 from clipsearch.indexer.build import evaluate, train
 from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
@@ -146,7 +145,8 @@ def _full(
     )
     ids = np.empty(count, dtype=np.int64)
     with _phase(f"reading {count:,} vectors from {len(live.files)} shards"):
-        write_records(workdir, _fill(iter_live(config.shards, live, fmt.dim), vectors, ids, 0))
+        with RecordWriter(workdir) as records:
+            records.write(_fill(iter_live(config.shards, live, fmt.dim), vectors, ids, 0))
         vectors.flush()
         np.save(workdir / IDS_FILE, ids)
     index = train.new_index(plan.factory, fmt.dim)
@@ -188,10 +188,8 @@ def _extend(
     )
     vectors[:start] = parent.vectors
     ids = np.concatenate([np.where(gone, REMOVED, old_ids), np.empty(added, np.int64)])
-    shutil.copyfile(parent.path / DATA_NAME, workdir / DATA_NAME)
-    old_offsets = np.load(parent.path / OFFSETS_NAME)
-    new_records = list(_fill(iter_live(config.shards, fresh, dim), vectors, ids, start))
-    _append_records(workdir, old_offsets, new_records)
+    with RecordWriter.continuing(parent.path, workdir) as records:
+        records.write(_fill(iter_live(config.shards, fresh, dim), vectors, ids, start))
     vectors.flush()
     np.save(workdir / IDS_FILE, ids)
 
@@ -236,7 +234,7 @@ def _with_nlist(plan: IndexPlan, index: faiss.Index) -> IndexPlan:
 
 def _fill(
     chunks: Iterator[LiveChunk], vectors: np.ndarray, ids: np.ndarray, start: int
-) -> Iterator[dict[str, object]]:
+) -> Iterator[Record]:
     """Copy each chunk's vectors and ids into place, passing its records on."""
     row = start
     for chunk in chunks:
@@ -250,20 +248,6 @@ def _fill(
 def _ids_of(shards: Path, file: str) -> np.ndarray:
     ids: np.ndarray = pq.read_table(shards / file, columns=["id"]).column("id").to_numpy()
     return ids
-
-
-def _append_records(
-    workdir: Path, old_offsets: np.ndarray, records: list[dict[str, object]]
-) -> None:
-    base = int(old_offsets[-1])
-    offsets = [int(o) for o in old_offsets]
-    with open(workdir / DATA_NAME, "ab") as handle:
-        for record in records:
-            line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-            handle.write(line)
-            base += len(line)
-            offsets.append(base)
-    np.save(workdir / OFFSETS_NAME, np.asarray(offsets, dtype=np.int64))
 
 
 def _evaluate(
