@@ -10,7 +10,8 @@ import faiss
 import numpy as np
 import ray
 
-from clipsearch.indexer.build.train import add_rows, ivf_of, write_index
+from clipsearch.index.version import ivf_of
+from clipsearch.indexer.build.train import add_rows, write_index
 
 log = logging.getLogger(__name__)
 ROWS_PER_TASK = 250_000

@@ -31,7 +31,7 @@ from clipsearch.index.manifest import (
 )
 from clipsearch.index.publish import new_workdir, next_version, publish, remove_abandoned_builds
 from clipsearch.index.records import Record, RecordWriter
-from clipsearch.index.version import IndexVersion
+from clipsearch.index.version import IndexVersion, ivf_of
 from clipsearch.indexer.build import evaluate, train
 from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
 from clipsearch.indexer.build.plan import (
@@ -219,7 +219,7 @@ def _plan(config: BuildConfig, count: int, dim: int) -> IndexPlan:
         except ValueError as err:
             raise BuildError(str(err)) from err
     index = train.new_index(config.index_factory, dim)  # fails early on a bad string
-    ivf = train.ivf_of(index)
+    ivf = ivf_of(index)
     nlist = ivf.nlist if ivf is not None else 0
     train_size = min(count, max(100 * nlist, 50_000))
     rerank = nlist > 0  # IVF indexes rank by L2 and are re-ranked by inner product
@@ -228,7 +228,7 @@ def _plan(config: BuildConfig, count: int, dim: int) -> IndexPlan:
 
 
 def _with_nlist(plan: IndexPlan, index: faiss.Index) -> IndexPlan:
-    ivf = train.ivf_of(index)
+    ivf = ivf_of(index)
     return replace(plan, nlist=ivf.nlist if ivf is not None else 0)
 
 
