@@ -12,6 +12,7 @@ import ray
 
 from clipsearch.index.version import ivf_of
 from clipsearch.indexer.build.train import add_rows, write_index
+from clipsearch.indexer.ray_cluster import connect
 
 log = logging.getLogger(__name__)
 ROWS_PER_TASK = 250_000
@@ -42,8 +43,7 @@ def add_with_ray(
     ivf = ivf_of(index)
     if ivf is None or index.ntotal:
         raise ValueError("add_with_ray needs a trained, empty IVF index")
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    connect(address)
     trained = faiss.serialize_index(index)
     groups = [(s, min(count, s + rows_per_task)) for s in range(0, count, rows_per_task)]
     log.info("adding %d vectors in %d Ray tasks", count, len(groups))
