@@ -43,7 +43,7 @@ RECORD_COLUMNS = tuple(f.name for f in fields(Record))
 
 
 class RecordWriter:
-    """Writes records.jsonl row by row; records.offsets.npy is written on a clean close.
+    """Writes records.jsonl row by row, and records.offsets.npy when its block ends cleanly.
 
     A writer either starts new files or (`continuing`) follows the rows of a published
     version, as `build --add` does.
@@ -52,7 +52,7 @@ class RecordWriter:
     def __init__(self, folder: Path, offsets: list[int] | None = None) -> None:
         self._folder = folder
         self._offsets = offsets or [0]
-        # Closed by close() or on leaving the with-block.
+        # Closed on leaving the with-block.
         self._handle = open(folder / DATA_NAME, "ab" if offsets else "wb")  # noqa: SIM115
 
     @classmethod
@@ -67,10 +67,6 @@ class RecordWriter:
             self._handle.write(line)
             self._offsets.append(self._offsets[-1] + len(line))
 
-    def close(self) -> None:
-        self._handle.close()
-        np.save(self._folder / OFFSETS_NAME, np.asarray(self._offsets, dtype=np.int64))
-
     def __enter__(self) -> RecordWriter:
         return self
 
@@ -80,10 +76,9 @@ class RecordWriter:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self._handle.close()  # half-written: no offsets, so no loadable records
+        self._handle.close()
+        if kind is None:  # a half-written file gets no offsets, so it can never load
+            np.save(self._folder / OFFSETS_NAME, np.asarray(self._offsets, dtype=np.int64))
 
 
 class RecordStore:
