@@ -18,6 +18,7 @@ from clipsearch.collection.manifest import FileKind, read_manifest, write_manife
 from clipsearch.collection.shards import DELETIONS_SCHEMA, write_shard_file
 from clipsearch.index.manifest import CURRENT_FILE, current_version
 from clipsearch.index.publish import list_versions
+from clipsearch.index.records import Record
 from clipsearch.index.version import IndexLoadError, IndexVersion
 from clipsearch.indexer.build.job import BuildConfig, BuildError, run_build
 from tests.synthetic import clustered_vectors
@@ -52,8 +53,9 @@ def test_small_collection_gets_exact_search_that_finds_itself(shards: Path, tmp_
     result = version.search(query, 5)
     assert result.rows[0, 0] == 1234
     assert version.item_ids(result.rows)[0, 0] == item_id("item-1234")
-    assert version.records.get(1234)["uri"] == "item-1234"
-    assert version.records.get(1234)["caption"] == "caption of item-1234"
+    assert version.records.get(1234) == Record(
+        "item-1234", "caption of item-1234", '{"n": 1234}', 1, 1
+    )
     assert version.row_of(item_id("item-1234")) == 1234
     assert version.row_of(12345) is None
 
@@ -117,7 +119,7 @@ def test_add_appends_new_rows_and_drops_deleted_ones(
     assert m.count == 12_000 - 500 and m.rows == 12_000
     assert second.row_of(item_id("item-10")) is None
     new_row = second.row_of(item_id("item-11000"))
-    assert new_row is not None and second.records.get(new_row)["uri"] == "item-11000"
+    assert new_row is not None and second.records.get(new_row).uri == "item-11000"
     result = second.search(np.asarray(second.vectors[new_row], np.float32)[None, :], 3, nprobe=64)
     assert result.rows[0, 0] == new_row
     everything = second.search(np.asarray(second.vectors[:600], np.float32), 10, nprobe=64)

@@ -50,7 +50,7 @@ class IndexVersion:
         order = np.argsort(self.ids, kind="stable")
         self._sorted_ids = np.asarray(self.ids)[order]
         self._sorted_rows = order
-        self.ivf = _ivf_or_none(self.index)
+        self.ivf = ivf_of(self.index)
 
     @property
     def name(self) -> str:
@@ -136,7 +136,8 @@ def _top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> SearchResult:
     return SearchResult(top_scores.astype(np.float32), top_rows)
 
 
-def _ivf_or_none(index: faiss.Index) -> faiss.IndexIVF | None:
+def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    """The IVF inside `index` (under any pre-transform), or None for an exhaustive index."""
     try:
         return faiss.extract_index_ivf(index)
     except RuntimeError:

@@ -9,8 +9,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 import ray
+from faiss.contrib.ondisk import merge_ondisk
 
-from clipsearch.indexer.build.train import add_rows, ivf_of, write_index
+from clipsearch.index.version import ivf_of
+from clipsearch.indexer.build.train import add_rows, write_index
+from clipsearch.indexer.ray_cluster import connect
 
 log = logging.getLogger(__name__)
 ROWS_PER_TASK = 250_000
@@ -38,11 +41,9 @@ def add_with_ray(
     Tasks read the vectors from `vectors_path`, so workers must see the build folder
     (one machine, or a shared filesystem on a cluster).
     """
-    ivf = ivf_of(index)
-    if ivf is None or index.ntotal:
+    if ivf_of(index) is None or index.ntotal:
         raise ValueError("add_with_ray needs a trained, empty IVF index")
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    connect(address)
     trained = faiss.serialize_index(index)
     groups = [(s, min(count, s + rows_per_task)) for s in range(0, count, rows_per_task)]
     log.info("adding %d vectors in %d Ray tasks", count, len(groups))
@@ -51,23 +52,7 @@ def add_with_ray(
         for s, e in groups
     ]
     parts = ray.get(pending)
-    _merge_on_disk(index, parts, ivfdata)
+    # Reads the parts' lists memory-mapped, so they may exceed RAM together.
+    merge_ondisk(index, parts, str(ivfdata))
     for part in parts:
         os.unlink(part)
-
-
-def _merge_on_disk(index: faiss.Index, parts: list[str], ivfdata: Path) -> None:
-    ivf = ivf_of(index)
-    assert ivf is not None
-    loaded = [faiss.read_index(p, faiss.IO_FLAG_MMAP) for p in parts]
-    sources = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]
-    for part in loaded:
-        part_ivf = ivf_of(part)
-        assert part_ivf is not None
-        part_ivf.own_invlists = False  # the merge reads them; `loaded` keeps them alive
-        sources.push_back(part_ivf.invlists)
-    lists = faiss.OnDiskInvertedLists(ivf.nlist, ivf.code_size, str(ivfdata))
-    total = lists.merge_from_multiple(sources.data(), sources.size(), False)
-    ivf.replace_invlists(lists, True)
-    lists.this.disown()  # type: ignore[attr-defined]  # the index owns and frees it
-    ivf.ntotal = index.ntotal = total

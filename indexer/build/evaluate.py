@@ -7,14 +7,16 @@ and the approximate neighbours, so recall measures finding *other* items.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
+from faiss.contrib.evaluation import knn_intersection_measure
+from faiss.contrib.exhaustive_search import knn_ground_truth
 
+from clipsearch.index.manifest import REMOVED, CurvePoint
 from clipsearch.index.version import IndexVersion
-from clipsearch.index.manifest import CurvePoint
 
 K = 10
 TIMED_QUERIES = 200
@@ -25,32 +27,31 @@ EXACT_CHUNK_ROWS = 65_536
 class EvalSet:
     rows: np.ndarray  # query rows
     queries: np.ndarray  # their vectors, float32
-    truth: np.ndarray  # (queries, K) exact neighbour rows, self excluded
+    # (queries, depth) exact neighbour rows, best first, self excluded; depth is K, or
+    # fewer in a collection without K other items to find.
+    truth: np.ndarray
 
 
 def make_eval_set(vectors: np.ndarray, ids: np.ndarray, count: int, seed: int = 0) -> EvalSet:
-    """Sample `count` live rows as queries and compute their exact neighbours by scanning."""
-    live = np.flatnonzero(np.asarray(ids) >= 0)
+    """Sample `count` live rows as queries and find their exact neighbours by a full scan
+    (on every GPU faiss sees, if any)."""
+    live = np.flatnonzero(np.asarray(ids) != REMOVED)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(live, size=min(count, len(live)), replace=False))
     queries = np.asarray(vectors[rows], dtype=np.float32)
-    removed = np.asarray(ids) < 0
-    best_scores = np.full((len(rows), K + 1), -np.inf, dtype=np.float32)
-    best_rows = np.full((len(rows), K + 1), -1, dtype=np.int64)
-    for start in range(0, len(vectors), EXACT_CHUNK_ROWS):
-        chunk = np.asarray(vectors[start : start + EXACT_CHUNK_ROWS], dtype=np.float32)
-        scores = queries @ chunk.T
-        scores[:, removed[start : start + len(chunk)]] = -np.inf
-        all_scores = np.concatenate([best_scores, scores], axis=1)
-        all_rows = np.concatenate(
-            [best_rows, np.broadcast_to(np.arange(start, start + len(chunk)), scores.shape)], axis=1
-        )
-        keep = np.argpartition(-all_scores, K, axis=1)[:, : K + 1]
-        best_scores = np.take_along_axis(all_scores, keep, axis=1)
-        best_rows = np.take_along_axis(all_rows, keep, axis=1)
-    order = np.argsort(-best_scores, axis=1, kind="stable")
-    truth = _without_self(np.take_along_axis(best_rows, order, axis=1), rows)
-    return EvalSet(rows, queries, truth)
+    # Asking for no more neighbours than exist leaves no unfilled (-1) slots in the truth.
+    k = min(K + 1, len(live))
+    _, found = knn_ground_truth(
+        queries, _live_chunks(vectors, live), k, metric_type=faiss.METRIC_INNER_PRODUCT
+    )
+    # The scan numbers live rows 0, 1, ...: map them back to row numbers.
+    return EvalSet(rows, queries, _without_self(live[found], rows, max(k - 1, 0)))
+
+
+def _live_chunks(vectors: np.ndarray, live: np.ndarray) -> Iterator[np.ndarray]:
+    """The live rows in order, as float32 blocks: removed rows are never neighbours."""
+    for start in range(0, len(live), EXACT_CHUNK_ROWS):
+        yield np.asarray(vectors[live[start : start + EXACT_CHUNK_ROWS]], dtype=np.float32)
 
 
 def nprobe_candidates(nlist: int) -> list[int]:
@@ -65,12 +66,13 @@ def nprobe_candidates(nlist: int) -> list[int]:
 
 def measure(version: IndexVersion, evalset: EvalSet, nprobe: int, candidates: int) -> CurvePoint:
     result = version.search(evalset.queries, K + 1, nprobe or None, candidates or None)
-    found = _without_self(result.rows, evalset.rows)
-    # A collection of fewer than K+1 vectors has fewer than K neighbours to find.
-    exists = np.maximum((evalset.truth >= 0).sum(axis=1), 1)
-    hits = [len(set(f[f >= 0]) & set(t[t >= 0])) for f, t in zip(found, evalset.truth, strict=True)]
-    recall_10 = float(np.mean(np.asarray(hits) / exists))
-    recall_1 = float(np.mean(found[:, 0] == evalset.truth[:, 0]))
+    depth = evalset.truth.shape[1]
+    found = _without_self(result.rows, evalset.rows, depth)
+    # Every query has `depth` neighbours to find (with none, there is nothing to miss), so
+    # the overall intersection is the mean per-query recall; truth holds no -1, so unfilled
+    # results never count as found.
+    recall_10 = float(knn_intersection_measure(found, evalset.truth)) if depth else 1.0
+    recall_1 = float(knn_intersection_measure(found[:, :1], evalset.truth[:, :1])) if depth else 1.0
     qps = _single_thread_qps(version, evalset, nprobe, candidates)
     return CurvePoint(nprobe, candidates, recall_1, recall_10, qps)
 
@@ -130,14 +132,11 @@ def _single_thread_qps(
         faiss.omp_set_num_threads(threads)
 
 
-def _without_self(found: np.ndarray, query_rows: np.ndarray) -> np.ndarray:
-    """Drop each query's own row from its result list (or the last entry if absent)."""
-    out = np.empty((len(found), K), dtype=np.int64)
+def _without_self(found: np.ndarray, query_rows: np.ndarray, width: int) -> np.ndarray:
+    """Each query's result list without its own row (or without the last entry if its row
+    is absent), cut or padded with -1 to `width` columns."""
+    out = np.full((len(found), width), -1, dtype=np.int64)
     for i, (rows, own) in enumerate(zip(found, query_rows, strict=True)):
-        others = rows[rows != own]
-        out[i] = (
-            others[:K]
-            if len(others) >= K
-            else np.pad(others, (0, K - len(others)), constant_values=-1)
-        )
+        others = rows[rows != own][:width]
+        out[i, : len(others)] = others
     return out

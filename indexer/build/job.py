@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -16,18 +15,34 @@ import faiss
 import numpy as np
 import pyarrow.parquet as pq
 
-from clipsearch.errors import ClipsearchError
-from clipsearch.version import VERSION
-from clipsearch.indexer.build import evaluate, train
-from clipsearch.indexer.engine import Engine
-from clipsearch.indexer.build.plan import DEFAULT_RERANK_CANDIDATES, IndexPlan, SearchKnob, plan_index
-from clipsearch.index.version import IndexVersion
-from clipsearch.index.manifest import IDS_FILE, INDEX_FILE, IVFDATA_FILE, MANIFEST_FILE, REMOVED, VECTORS_FILE, IndexManifest, SourceShard, current_version, file_checksums
-from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
-from clipsearch.indexer.lock import exclusive
 from clipsearch.collection.manifest import EmbeddingFormat, Manifest, read_manifest
-from clipsearch.index.records import DATA_NAME, OFFSETS_NAME, write_records
+from clipsearch.errors import ClipsearchError
+from clipsearch.index.manifest import (
+    IDS_FILE,
+    INDEX_FILE,
+    IVFDATA_FILE,
+    MANIFEST_FILE,
+    REMOVED,
+    VECTORS_FILE,
+    IndexManifest,
+    SourceShard,
+    current_version,
+    file_checksums,
+)
 from clipsearch.index.publish import new_workdir, next_version, publish, remove_abandoned_builds
+from clipsearch.index.records import Record, RecordWriter
+from clipsearch.index.version import IndexVersion, ivf_of
+from clipsearch.indexer.build import evaluate, train
+from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
+from clipsearch.indexer.build.plan import (
+    DEFAULT_RERANK_CANDIDATES,
+    IndexPlan,
+    SearchKnob,
+    plan_index,
+)
+from clipsearch.indexer.engine import Engine
+from clipsearch.indexer.lock import exclusive
+from clipsearch.version import VERSION
 
 log = logging.getLogger(__name__)
 DEFAULT_BUDGET = 4 << 30
@@ -130,7 +145,8 @@ def _full(
     )
     ids = np.empty(count, dtype=np.int64)
     with _phase(f"reading {count:,} vectors from {len(live.files)} shards"):
-        write_records(workdir, _fill(iter_live(config.shards, live, fmt.dim), vectors, ids, 0))
+        with RecordWriter(workdir) as records:
+            records.write(_fill(iter_live(config.shards, live, fmt.dim), vectors, ids, 0))
         vectors.flush()
         np.save(workdir / IDS_FILE, ids)
     index = train.new_index(plan.factory, fmt.dim)
@@ -138,7 +154,8 @@ def _full(
         train.train(index, vectors[train.training_rows(count, plan.train_size)])
     with _phase(f"adding {count:,} vectors"):
         if config.engine is Engine.RAY:
-            from clipsearch.indexer.build.add_ray import add_with_ray  # Ray is imported only when asked for
+            # Ray is imported only when asked for.
+            from clipsearch.indexer.build.add_ray import add_with_ray
 
             path = workdir / VECTORS_FILE
             add_with_ray(index, path, count, workdir, workdir / IVFDATA_FILE, config.ray_address)
@@ -171,10 +188,8 @@ def _extend(
     )
     vectors[:start] = parent.vectors
     ids = np.concatenate([np.where(gone, REMOVED, old_ids), np.empty(added, np.int64)])
-    shutil.copyfile(parent.path / DATA_NAME, workdir / DATA_NAME)
-    old_offsets = np.load(parent.path / OFFSETS_NAME)
-    new_records = list(_fill(iter_live(config.shards, fresh, dim), vectors, ids, start))
-    _append_records(workdir, old_offsets, new_records)
+    with RecordWriter.continuing(parent.path, workdir) as records:
+        records.write(_fill(iter_live(config.shards, fresh, dim), vectors, ids, start))
     vectors.flush()
     np.save(workdir / IDS_FILE, ids)
 
@@ -204,24 +219,22 @@ def _plan(config: BuildConfig, count: int, dim: int) -> IndexPlan:
         except ValueError as err:
             raise BuildError(str(err)) from err
     index = train.new_index(config.index_factory, dim)  # fails early on a bad string
-    ivf = train.ivf_of(index)
+    ivf = ivf_of(index)
     nlist = ivf.nlist if ivf is not None else 0
     train_size = min(count, max(100 * nlist, 50_000))
     rerank = nlist > 0  # IVF indexes rank by L2 and are re-ranked by inner product
     knob = SearchKnob.NPROBE if nlist else SearchKnob.NONE
-    return IndexPlan(
-        config.index_factory, nlist, train_size, knob, rerank, 0.0, "--index-factory"
-    )
+    return IndexPlan(config.index_factory, nlist, train_size, knob, rerank, 0.0, "--index-factory")
 
 
 def _with_nlist(plan: IndexPlan, index: faiss.Index) -> IndexPlan:
-    ivf = train.ivf_of(index)
+    ivf = ivf_of(index)
     return replace(plan, nlist=ivf.nlist if ivf is not None else 0)
 
 
 def _fill(
     chunks: Iterator[LiveChunk], vectors: np.ndarray, ids: np.ndarray, start: int
-) -> Iterator[dict[str, object]]:
+) -> Iterator[Record]:
     """Copy each chunk's vectors and ids into place, passing its records on."""
     row = start
     for chunk in chunks:
@@ -235,20 +248,6 @@ def _fill(
 def _ids_of(shards: Path, file: str) -> np.ndarray:
     ids: np.ndarray = pq.read_table(shards / file, columns=["id"]).column("id").to_numpy()
     return ids
-
-
-def _append_records(
-    workdir: Path, old_offsets: np.ndarray, records: list[dict[str, object]]
-) -> None:
-    base = int(old_offsets[-1])
-    offsets = [int(o) for o in old_offsets]
-    with open(workdir / DATA_NAME, "ab") as handle:
-        for record in records:
-            line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-            handle.write(line)
-            base += len(line)
-            offsets.append(base)
-    np.save(workdir / OFFSETS_NAME, np.asarray(offsets, dtype=np.int64))
 
 
 def _evaluate(

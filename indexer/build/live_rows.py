@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 
 from clipsearch.collection.manifest import FileKind, Manifest, ShardFile
 from clipsearch.collection.shards import read_vectors
-
-RECORD_COLUMNS = ("uri", "caption", "metadata", "width", "height")
+from clipsearch.index.records import RECORD_COLUMNS, Record
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class LiveChunk:
 
     ids: np.ndarray
     vectors: np.ndarray
-    records: list[dict[str, object]]
+    records: list[Record]
 
 
 def live_set(folder: Path, manifest: Manifest) -> LiveSet:
@@ -72,5 +71,5 @@ def iter_live(folder: Path, live: LiveSet, dim: int) -> Iterator[LiveChunk]:
         yield LiveChunk(
             ids=table.column("id").to_numpy(),
             vectors=read_vectors(table.column("embedding"), dim),
-            records=table.select(list(RECORD_COLUMNS)).to_pylist(),
+            records=[Record(**row) for row in table.select(list(RECORD_COLUMNS)).to_pylist()],
         )

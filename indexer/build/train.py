@@ -11,6 +11,7 @@ import faiss
 import numpy as np
 
 from clipsearch.errors import ClipsearchError
+from clipsearch.index.version import ivf_of
 
 log = logging.getLogger(__name__)
 ADD_CHUNK_ROWS = 65_536
@@ -58,13 +59,6 @@ def _bound_opq_training(index: faiss.Index) -> None:
         if isinstance(transform, faiss.OPQMatrix):
             transform.niter = OPQ_ITERATIONS
             transform.max_train_points = OPQ_MAX_TRAIN_POINTS
-
-
-def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
-    try:
-        return faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return None
 
 
 def train(index: faiss.Index, sample: np.ndarray) -> None:

@@ -379,9 +379,9 @@ def _hits(version: IndexVersion, query: SearchQuery, found: _Neighbours) -> list
                 Hit(
                     id=item_id,
                     score=score,
-                    uri=str(record.get("uri") or ""),
-                    caption=str(record.get("caption") or ""),
-                    metadata_json=str(record.get("metadata") or ""),
+                    uri=record.uri,
+                    caption=record.caption or "",
+                    metadata_json=record.metadata or "",
                 )
             )
         else:

@@ -39,7 +39,7 @@ class Thumbnails:
         row = version.row_of(item_id)
         if row is None:
             raise RequestError(Status.NOT_FOUND, f"item {item_id} is not in the index")
-        uri = str(version.records.get(row).get("uri") or "")
+        uri = version.records.get(row).uri
         path = Path(uri)
         if not path.is_absolute() or not path.is_file():
             raise RequestError(

@@ -19,6 +19,7 @@ from clipsearch.indexer.embed.decode import DecodedItem, Decoder
 from clipsearch.indexer.embed.encode import EncodedBatch
 from clipsearch.indexer.embed.plan import PlannedItem
 from clipsearch.indexer.embed.sources import Reader
+from clipsearch.indexer.ray_cluster import connect
 from clipsearch.models import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,7 @@ def run_ray(
     """Encoded batches in item order; `info` describes the model the actors will load."""
     if not items:
         return
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    connect(address)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # shards are cut in pending order
     context.enable_progress_bars = False
