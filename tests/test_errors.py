@@ -4,14 +4,22 @@ traceback, and nothing left behind that blocks the next try."""
 
 from __future__ import annotations
 
+import json
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from clipsearch.cli.main import main
+from clipsearch.collection.manifest import FileKind, read_manifest
+from clipsearch.encoder import load_encoder
+from clipsearch.index.manifest import current_version
+from clipsearch.index.version import IndexVersion
+from clipsearch.models import ModelSpec
 from tests.conftest import TINY, make_collection
 from tests.served import ServedCollection
 
@@ -171,3 +179,99 @@ def test_a_message_over_the_limit_names_the_server_flag(
     err = capsys.readouterr().err
     assert "RESOURCE_EXHAUSTED" in err and "Traceback" not in err
     assert "hint:" in err and "--max-message-mb" in err
+
+
+# --- output that is true ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A command on a small real collection, and what its output must and must not say."""
+
+    argv: Callable[[Path, Path], list[str]]  # (shards of 66 vectors, a scratch folder)
+    says: tuple[str, ...]
+    never: tuple[str, ...]
+
+
+TRUTHS = {
+    "evaluation queries are counted as they are": Truth(
+        lambda shards, tmp: ["build", str(shards), "--out", str(tmp / "i")],
+        ("exact neighbours of 66 held-out queries",), ("of 1,000 held-out", "of 1000 held-out"),
+    ),
+    "an exact index trains nothing": Truth(
+        lambda shards, tmp: ["build", str(shards), "--out", str(tmp / "i")],
+        ("Flat",), ("training on",),
+    ),
+    "--add onto an exact index says it rebuilds": Truth(
+        lambda shards, tmp: [*_built(shards, tmp), "--add"],
+        ("rebuilt with 66 vectors",), ("+66 rows", "+0 rows"),
+    ),
+}  # fmt: skip
+
+
+def _built(shards: Path, tmp: Path) -> list[str]:
+    assert main(["build", str(shards), "--out", str(tmp / "i")]) == 0
+    return ["build", str(shards), "--out", str(tmp / "i")]
+
+
+@pytest.mark.parametrize("name", list(TRUTHS))
+def test_output_is_true(
+    name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from bench.synthetic import write_synthetic_shards
+    from tests.synthetic import clustered_vectors
+
+    shards = tmp_path / "shards"
+    write_synthetic_shards(shards, clustered_vectors(66, 16))
+    truth = TRUTHS[name]
+    argv = truth.argv(shards, tmp_path)
+    capsys.readouterr()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clipsearch"):
+        assert main(argv) == 0
+    said = capsys.readouterr().out + caplog.text
+    for words in truth.says:
+        assert words in said, said
+    for words in truth.never:
+        assert words not in said, said
+
+
+def test_shards_hold_the_size_asked_for(tmp_path: Path, textile_paths: list[Path]) -> None:
+    source = make_collection(tmp_path / "src", textile_paths[:150])
+    out = tmp_path / "shards"
+    argv = ["embed", str(source), "--out", str(out), "--model", TINY, "--pretrained", "none",
+            "--shard-size", "100", "--batch-size", "32", "--workers", "0", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    manifest = read_manifest(out)
+    assert manifest is not None
+    rows = [f.rows for f in manifest.files_of(FileKind.EMBEDDINGS)]
+    assert rows == [100, 50]
+
+
+def test_scores_stay_within_cosine_range_and_metadata_has_no_line_endings(
+    tmp_path: Path, photos: dict[str, Image.Image], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An image searched for itself scores at most 1 (float16 storage could push it past);
+    a sidecar's trailing newline does not reach the metadata."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name, photo in photos.items():
+        photo.save(source / f"{name}.jpg", quality=90)
+        (source / f"{name}.json").write_text(json.dumps({"name": name}) + "\n")
+    model = ["--model", TINY, "--pretrained", "none"]
+    assert main(["embed", str(source), "--out", str(tmp_path / "s"), *model, "--quiet",
+                 "--workers", "0"]) == 0  # fmt: skip
+    assert main(["build", str(tmp_path / "s"), "--out", str(tmp_path / "i")]) == 0
+    version = IndexVersion(current_version(tmp_path / "i"))  # type: ignore[arg-type]
+    assert all("\n" not in (version.records.get(r).metadata or "") for r in range(5))
+    encoder = load_encoder(ModelSpec(TINY, "none", device="cpu"))
+    query = encoder.encode_images([photos["chelsea"]])
+    found = version.search(query, 5)
+    assert found.scores.max() > 0.999  # it finds itself
+    from clipsearch.server.core.service import _search_batch, _SearchItem
+
+    served = _search_batch([_SearchItem(version, query[0], 5, None, None)])[0]
+    assert served.scores.max() <= 1.0

@@ -85,7 +85,7 @@ def run_build_command(args: argparse.Namespace) -> int:
     )
     result = run_build(config)
     print(describe(result.manifest))
-    print(f"published {result.path} (+{result.added} rows, -{result.removed} rows)")
+    print(result.describe())
     if args.plot:
         plot_curve(result.manifest, args.plot)
         print(f"recall curve drawn to {args.plot}")

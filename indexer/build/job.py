@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import faiss
@@ -68,12 +69,34 @@ class BuildConfig:
     rerank_candidates: int = DEFAULT_RERANK_CANDIDATES
 
 
+class BuildKind(StrEnum):
+    FULL = "full"  # every row indexed anew
+    APPENDED = "appended"  # --add: the parent's rows kept, new ones appended
+    # --add onto an exact (Flat) version: rebuilt, since exact indexes number rows by
+    # position and cannot drop one in place; at their size (up to 50,000) that is fast.
+    REBUILT = "rebuilt"
+
+
 @dataclass(frozen=True)
 class BuildResult:
     path: Path
     manifest: IndexManifest
+    kind: BuildKind
     added: int
     removed: int
+
+    def describe(self) -> str:
+        if self.kind is BuildKind.APPENDED:
+            return (
+                f"published {self.path}: {self.manifest.parent_version} "
+                f"+{self.added:,} rows, -{self.removed:,} rows"
+            )
+        if self.kind is BuildKind.REBUILT:
+            return (
+                f"published {self.path}: rebuilt with {self.manifest.count:,} vectors "
+                "(--add appends to IVF indexes; an exact index is rebuilt, which is fast)"
+            )
+        return f"published {self.path}: {self.manifest.count:,} vectors"
 
 
 @contextmanager
@@ -102,14 +125,16 @@ def run_build(config: BuildConfig) -> BuildResult:
             live = live_set(config.shards, shards)
             if parent is not None and parent.manifest.nlist:
                 plan, added, removed = _extend(config, parent, live, workdir)
+                kind = BuildKind.APPENDED
             else:
                 plan, added, removed = _full(config, shards.embedding, live, workdir)
+                kind = BuildKind.FULL if parent is None else BuildKind.REBUILT
             manifest = _evaluate(config, shards, plan, workdir, parent, started)
             path = publish(workdir, config.out, manifest.version, config.keep_versions)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-    return BuildResult(path, manifest, added, removed)
+    return BuildResult(path, manifest, kind, added, removed)
 
 
 def _parent(config: BuildConfig, fmt: EmbeddingFormat) -> IndexVersion | None:
@@ -150,8 +175,9 @@ def _full(
         vectors.flush()
         np.save(workdir / IDS_FILE, ids)
     index = train.new_index(plan.factory, fmt.dim)
-    with _phase(f"training on {min(count, plan.train_size):,} vectors"):
-        train.train(index, vectors[train.training_rows(count, plan.train_size)])
+    if not index.is_trained:  # exact indexes have nothing to learn
+        with _phase(f"training on {min(count, plan.train_size):,} vectors"):
+            train.train(index, vectors[train.training_rows(count, plan.train_size)])
     with _phase(f"adding {count:,} vectors"):
         if config.engine is Engine.RAY:
             # Ray is imported only when asked for.
@@ -286,7 +312,8 @@ def _evaluate(
     )
     (workdir / MANIFEST_FILE).write_text(draft.to_json())
     version = IndexVersion(workdir)
-    with _phase(f"exact neighbours of {config.eval_queries} held-out queries"):
+    queries = min(config.eval_queries, draft.count)
+    with _phase(f"exact neighbours of {queries:,} held-out queries"):
         evalset = evaluate.make_eval_set(version.vectors, version.ids, config.eval_queries)
     steps = [config.rerank_candidates * f for f in (1, 2, 4)] if plan.rerank else [0]
     with _phase("measuring recall against speed"):
