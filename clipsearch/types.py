@@ -11,6 +11,8 @@ from enum import StrEnum
 
 import numpy as np
 
+from clipsearch.filters import Filter
+
 
 @dataclass(frozen=True)
 class TextQuery:
@@ -40,12 +42,35 @@ class ItemQuery:
 Query = TextQuery | ImageQuery | ImageUrlQuery | VectorQuery | ItemQuery
 
 
+class Target(StrEnum):
+    """What a search compares the query with."""
+
+    IMAGES = "images"
+    CAPTIONS = "captions"  # needs captions embedded (`clipsearch embed --embed-captions`)
+
+
+DEFAULT_COLLAPSE_THRESHOLD = 0.94  # clip-retrieval's measured near-duplicate threshold
+
+
+@dataclass(frozen=True)
+class Collapse:
+    """Fold hits at or above `threshold` cosine similarity to a better hit into it."""
+
+    threshold: float = DEFAULT_COLLAPSE_THRESHOLD
+    with_ids: bool = False
+
+
 @dataclass(frozen=True)
 class SearchOptions:
     top_k: int = 10
     nprobe: int | None = None  # None: the index's measured default
     candidates: int | None = None
     with_metadata: bool = True
+    filter: Filter | None = None
+    min_score: float | None = None
+    collapse: Collapse | None = None
+    target: Target = Target.IMAGES
+    page_token: str = ""  # the next_page_token of the previous page
 
 
 @dataclass(frozen=True)
@@ -88,6 +113,8 @@ class Hit:
     uri: str = ""
     caption: str = ""
     metadata_json: str = ""
+    duplicates: int = 0  # with collapse: the near-duplicates folded into this hit
+    duplicate_ids: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """The one JSON shape of a hit (`query --json`, HTTP /v1/search): protobuf's JSON
@@ -99,6 +126,8 @@ class Hit:
             "uri": self.uri,
             "caption": self.caption,
             "metadata_json": self.metadata_json,
+            "duplicates": self.duplicates,
+            "duplicate_ids": [str(i) for i in self.duplicate_ids],
         }
 
 
@@ -107,6 +136,7 @@ class SearchResult:
     hits: list[Hit]
     index_version: str
     timing: Timing
+    next_page_token: str = ""  # empty: no more hits
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of clipsearch.v1.SearchResponse, as Hit.to_dict."""
@@ -114,6 +144,7 @@ class SearchResult:
             "hits": [hit.to_dict() for hit in self.hits],
             "index_version": self.index_version,
             "timing": self.timing.to_dict(),
+            "next_page_token": self.next_page_token,
         }
 
 
@@ -146,6 +177,24 @@ class IndexInfo:
     recall_at_1: float = 0.0
     refused_version: str = ""
     refused_reason: str = ""
+    fields: tuple[FieldInfo, ...] = ()  # what filters can test
+    captions: bool = False  # captions are indexed: Target.CAPTIONS can be searched
+
+
+class FieldType(StrEnum):
+    STRING = "string"
+    NUMBER = "number"
+    BOOL = "bool"
+    DATE = "date"  # ISO 8601 text, compared as times
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """A field filters can test."""
+
+    name: str  # e.g. "width" or "metadata.camera.model"
+    type: FieldType
+    list: bool = False  # holds lists: equals and in test membership
 
 
 @dataclass(frozen=True)

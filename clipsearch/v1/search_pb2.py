@@ -24,49 +24,69 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lipsearch/v1/search.proto\x12\rclipsearch.v1\"\xe0\x01\n\rSearchRequest\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12*\n\tembedding\x18\x03 \x01(\x0b\x32\x15.clipsearch.v1.VectorH\x00\x12\x11\n\x07item_id\x18\x04 \x01(\x03H\x00\x12\x13\n\timage_url\x18\x08 \x01(\tH\x00\x12\r\n\x05top_k\x18\x05 \x01(\r\x12+\n\x06\x65\x66\x66ort\x18\x06 \x01(\x0b\x32\x1b.clipsearch.v1.SearchEffort\x12\x15\n\romit_metadata\x18\x07 \x01(\x08\x42\x07\n\x05query\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"9\n\x0cSearchEffort\x12\x0e\n\x06nprobe\x18\x01 \x01(\r\x12\x19\n\x11rerank_candidates\x18\x02 \x01(\r\"p\n\x0eSearchResponse\x12 \n\x04hits\x18\x01 \x03(\x0b\x32\x12.clipsearch.v1.Hit\x12\x15\n\rindex_version\x18\x02 \x01(\t\x12%\n\x06timing\x18\x03 \x01(\x0b\x32\x15.clipsearch.v1.Timing\"U\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0b\n\x03uri\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\"R\n\x06Timing\x12\x10\n\x08total_ms\x18\x01 \x01(\x01\x12\x10\n\x08queue_ms\x18\x02 \x01(\x01\x12\x11\n\tencode_ms\x18\x03 \x01(\x01\x12\x11\n\tsearch_ms\x18\x04 \x01(\x01\"C\n\x12\x42\x61tchSearchRequest\x12-\n\x07queries\x18\x01 \x03(\x0b\x32\x1c.clipsearch.v1.SearchRequest\"E\n\x13\x42\x61tchSearchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.clipsearch.v1.SearchResponse\"-\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06images\x18\x02 \x03(\x0c\"\x93\x01\n\rEmbedResponse\x12.\n\x0ftext_embeddings\x18\x01 \x03(\x0b\x32\x15.clipsearch.v1.Vector\x12/\n\x10image_embeddings\x18\x02 \x03(\x0b\x32\x15.clipsearch.v1.Vector\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\npretrained\x18\x04 \x01(\t\"C\n\x0f\x43lassifyRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x11\n\ttemplates\x18\x03 \x03(\t\"=\n\x10\x43lassifyResponse\x12)\n\x06scores\x18\x01 \x03(\x0b\x32\x19.clipsearch.v1.LabelScore\"D\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\"\x15\n\x13GetIndexInfoRequest\"\xbc\x02\n\x14GetIndexInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\npretrained\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x15\n\rindex_version\x18\x05 \x01(\t\x12\x0f\n\x07\x66\x61\x63tory\x18\x06 \x01(\t\x12\x33\n\x0e\x64\x65\x66\x61ult_effort\x18\x07 \x01(\x0b\x32\x1b.clipsearch.v1.SearchEffort\x12\x15\n\rtarget_recall\x18\x08 \x01(\x02\x12\x14\n\x0crecall_at_10\x18\t \x01(\x02\x12\x13\n\x0brecall_at_1\x18\n \x01(\x02\x12\x36\n\x0frefused_version\x18\x0b \x01(\x0b\x32\x1d.clipsearch.v1.RefusedVersion\x12\x0e\n\x06\x64\x65vice\x18\x0c \x01(\t\"7\n\x0eRefusedVersion\x12\x15\n\rindex_version\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x14\n\x12ReloadIndexRequest\"u\n\x13ReloadIndexResponse\x12\x15\n\rindex_version\x18\x01 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12\x36\n\x0frefused_version\x18\x03 \x01(\x0b\x32\x1d.clipsearch.v1.RefusedVersion2\xec\x03\n\rSearchService\x12\x45\n\x06Search\x12\x1c.clipsearch.v1.SearchRequest\x1a\x1d.clipsearch.v1.SearchResponse\x12T\n\x0b\x42\x61tchSearch\x12!.clipsearch.v1.BatchSearchRequest\x1a\".clipsearch.v1.BatchSearchResponse\x12\x42\n\x05\x45mbed\x12\x1b.clipsearch.v1.EmbedRequest\x1a\x1c.clipsearch.v1.EmbedResponse\x12K\n\x08\x43lassify\x12\x1e.clipsearch.v1.ClassifyRequest\x1a\x1f.clipsearch.v1.ClassifyResponse\x12W\n\x0cGetIndexInfo\x12\".clipsearch.v1.GetIndexInfoRequest\x1a#.clipsearch.v1.GetIndexInfoResponse\x12T\n\x0bReloadIndex\x12!.clipsearch.v1.ReloadIndexRequest\x1a\".clipsearch.v1.ReloadIndexResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lipsearch/v1/search.proto\x12\rclipsearch.v1\"\x93\x03\n\rSearchRequest\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0f\n\x05image\x18\x02 \x01(\x0cH\x00\x12*\n\tembedding\x18\x03 \x01(\x0b\x32\x15.clipsearch.v1.VectorH\x00\x12\x11\n\x07item_id\x18\x04 \x01(\x03H\x00\x12\x13\n\timage_url\x18\x08 \x01(\tH\x00\x12\r\n\x05top_k\x18\x05 \x01(\r\x12+\n\x06\x65\x66\x66ort\x18\x06 \x01(\x0b\x32\x1b.clipsearch.v1.SearchEffort\x12\x15\n\romit_metadata\x18\x07 \x01(\x08\x12%\n\x06\x66ilter\x18\t \x01(\x0b\x32\x15.clipsearch.v1.Filter\x12\x16\n\tmin_score\x18\n \x01(\x02H\x01\x88\x01\x01\x12\x12\n\npage_token\x18\x0b \x01(\t\x12)\n\x08\x63ollapse\x18\x0c \x01(\x0b\x32\x17.clipsearch.v1.Collapse\x12%\n\x06target\x18\r \x01(\x0e\x32\x15.clipsearch.v1.TargetB\x07\n\x05queryB\x0c\n\n_min_score\"/\n\x08\x43ollapse\x12\x11\n\tthreshold\x18\x01 \x01(\x02\x12\x10\n\x08with_ids\x18\x02 \x01(\x08\"\xb9\x01\n\x06\x46ilter\x12-\n\tcondition\x18\x01 \x01(\x0b\x32\x18.clipsearch.v1.ConditionH\x00\x12(\n\x03\x61ll\x18\x02 \x01(\x0b\x32\x19.clipsearch.v1.FilterListH\x00\x12(\n\x03\x61ny\x18\x03 \x01(\x0b\x32\x19.clipsearch.v1.FilterListH\x00\x12$\n\x03not\x18\x04 \x01(\x0b\x32\x15.clipsearch.v1.FilterH\x00\x42\x06\n\x04kind\"4\n\nFilterList\x12&\n\x07\x66ilters\x18\x01 \x03(\x0b\x32\x15.clipsearch.v1.Filter\"\xee\x01\n\tCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12&\n\x06\x65quals\x18\x02 \x01(\x0b\x32\x14.clipsearch.v1.ValueH\x00\x12*\n\x06\x61ny_of\x18\x03 \x01(\x0b\x32\x18.clipsearch.v1.ValueListH\x00\x12+\n\x07none_of\x18\x04 \x01(\x0b\x32\x18.clipsearch.v1.ValueListH\x00\x12%\n\x05range\x18\x05 \x01(\x0b\x32\x14.clipsearch.v1.RangeH\x00\x12\x10\n\x06\x65xists\x18\x06 \x01(\x08H\x00\x12\x10\n\x06prefix\x18\x07 \x01(\tH\x00\x42\x06\n\x04test\"U\n\x05Value\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x16\n\x0cnumber_value\x18\x02 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x42\x06\n\x04kind\"1\n\tValueList\x12$\n\x06values\x18\x01 \x03(\x0b\x32\x14.clipsearch.v1.Value\"\x91\x01\n\x05Range\x12 \n\x02gt\x18\x01 \x01(\x0b\x32\x14.clipsearch.v1.Value\x12!\n\x03gte\x18\x02 \x01(\x0b\x32\x14.clipsearch.v1.Value\x12 \n\x02lt\x18\x03 \x01(\x0b\x32\x14.clipsearch.v1.Value\x12!\n\x03lte\x18\x04 \x01(\x0b\x32\x14.clipsearch.v1.Value\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"9\n\x0cSearchEffort\x12\x0e\n\x06nprobe\x18\x01 \x01(\r\x12\x19\n\x11rerank_candidates\x18\x02 \x01(\r\"\x89\x01\n\x0eSearchResponse\x12 \n\x04hits\x18\x01 \x03(\x0b\x32\x12.clipsearch.v1.Hit\x12\x15\n\rindex_version\x18\x02 \x01(\t\x12%\n\x06timing\x18\x03 \x01(\x0b\x32\x15.clipsearch.v1.Timing\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\"\x80\x01\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0b\n\x03uri\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x12\x12\n\nduplicates\x18\x06 \x01(\r\x12\x15\n\rduplicate_ids\x18\x07 \x03(\x03\"R\n\x06Timing\x12\x10\n\x08total_ms\x18\x01 \x01(\x01\x12\x10\n\x08queue_ms\x18\x02 \x01(\x01\x12\x11\n\tencode_ms\x18\x03 \x01(\x01\x12\x11\n\tsearch_ms\x18\x04 \x01(\x01\"C\n\x12\x42\x61tchSearchRequest\x12-\n\x07queries\x18\x01 \x03(\x0b\x32\x1c.clipsearch.v1.SearchRequest\"E\n\x13\x42\x61tchSearchResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.clipsearch.v1.SearchResponse\"-\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x0e\n\x06images\x18\x02 \x03(\x0c\"\x93\x01\n\rEmbedResponse\x12.\n\x0ftext_embeddings\x18\x01 \x03(\x0b\x32\x15.clipsearch.v1.Vector\x12/\n\x10image_embeddings\x18\x02 \x03(\x0b\x32\x15.clipsearch.v1.Vector\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\npretrained\x18\x04 \x01(\t\"C\n\x0f\x43lassifyRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x11\n\ttemplates\x18\x03 \x03(\t\"=\n\x10\x43lassifyResponse\x12)\n\x06scores\x18\x01 \x03(\x0b\x32\x19.clipsearch.v1.LabelScore\"D\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\x12\x12\n\nsimilarity\x18\x03 \x01(\x02\"\x15\n\x13GetIndexInfoRequest\"\xf8\x02\n\x14GetIndexInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\npretrained\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x15\n\rindex_version\x18\x05 \x01(\t\x12\x0f\n\x07\x66\x61\x63tory\x18\x06 \x01(\t\x12\x33\n\x0e\x64\x65\x66\x61ult_effort\x18\x07 \x01(\x0b\x32\x1b.clipsearch.v1.SearchEffort\x12\x15\n\rtarget_recall\x18\x08 \x01(\x02\x12\x14\n\x0crecall_at_10\x18\t \x01(\x02\x12\x13\n\x0brecall_at_1\x18\n \x01(\x02\x12\x36\n\x0frefused_version\x18\x0b \x01(\x0b\x32\x1d.clipsearch.v1.RefusedVersion\x12\x0e\n\x06\x64\x65vice\x18\x0c \x01(\t\x12(\n\x06\x66ields\x18\r \x03(\x0b\x32\x18.clipsearch.v1.FieldInfo\x12\x10\n\x08\x63\x61ptions\x18\x0e \x01(\x08\"O\n\tFieldInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04type\x18\x02 \x01(\x0e\x32\x18.clipsearch.v1.FieldType\x12\x0c\n\x04list\x18\x03 \x01(\x08\"7\n\x0eRefusedVersion\x12\x15\n\rindex_version\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x14\n\x12ReloadIndexRequest\"u\n\x13ReloadIndexResponse\x12\x15\n\rindex_version\x18\x01 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12\x36\n\x0frefused_version\x18\x03 \x01(\x0b\x32\x1d.clipsearch.v1.RefusedVersion*H\n\x06Target\x12\x16\n\x12TARGET_UNSPECIFIED\x10\x00\x12\x11\n\rTARGET_IMAGES\x10\x01\x12\x13\n\x0fTARGET_CAPTIONS\x10\x02*\x7f\n\tFieldType\x12\x1a\n\x16\x46IELD_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46IELD_TYPE_STRING\x10\x01\x12\x15\n\x11\x46IELD_TYPE_NUMBER\x10\x02\x12\x13\n\x0f\x46IELD_TYPE_BOOL\x10\x03\x12\x13\n\x0f\x46IELD_TYPE_DATE\x10\x04\x32\xec\x03\n\rSearchService\x12\x45\n\x06Search\x12\x1c.clipsearch.v1.SearchRequest\x1a\x1d.clipsearch.v1.SearchResponse\x12T\n\x0b\x42\x61tchSearch\x12!.clipsearch.v1.BatchSearchRequest\x1a\".clipsearch.v1.BatchSearchResponse\x12\x42\n\x05\x45mbed\x12\x1b.clipsearch.v1.EmbedRequest\x1a\x1c.clipsearch.v1.EmbedResponse\x12K\n\x08\x43lassify\x12\x1e.clipsearch.v1.ClassifyRequest\x1a\x1f.clipsearch.v1.ClassifyResponse\x12W\n\x0cGetIndexInfo\x12\".clipsearch.v1.GetIndexInfoRequest\x1a#.clipsearch.v1.GetIndexInfoResponse\x12T\n\x0bReloadIndex\x12!.clipsearch.v1.ReloadIndexRequest\x1a\".clipsearch.v1.ReloadIndexResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clipsearch.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TARGET']._serialized_start=2929
+  _globals['_TARGET']._serialized_end=3001
+  _globals['_FIELDTYPE']._serialized_start=3003
+  _globals['_FIELDTYPE']._serialized_end=3130
   _globals['_SEARCHREQUEST']._serialized_start=46
-  _globals['_SEARCHREQUEST']._serialized_end=270
-  _globals['_VECTOR']._serialized_start=272
-  _globals['_VECTOR']._serialized_end=296
-  _globals['_SEARCHEFFORT']._serialized_start=298
-  _globals['_SEARCHEFFORT']._serialized_end=355
-  _globals['_SEARCHRESPONSE']._serialized_start=357
-  _globals['_SEARCHRESPONSE']._serialized_end=469
-  _globals['_HIT']._serialized_start=471
-  _globals['_HIT']._serialized_end=556
-  _globals['_TIMING']._serialized_start=558
-  _globals['_TIMING']._serialized_end=640
-  _globals['_BATCHSEARCHREQUEST']._serialized_start=642
-  _globals['_BATCHSEARCHREQUEST']._serialized_end=709
-  _globals['_BATCHSEARCHRESPONSE']._serialized_start=711
-  _globals['_BATCHSEARCHRESPONSE']._serialized_end=780
-  _globals['_EMBEDREQUEST']._serialized_start=782
-  _globals['_EMBEDREQUEST']._serialized_end=827
-  _globals['_EMBEDRESPONSE']._serialized_start=830
-  _globals['_EMBEDRESPONSE']._serialized_end=977
-  _globals['_CLASSIFYREQUEST']._serialized_start=979
-  _globals['_CLASSIFYREQUEST']._serialized_end=1046
-  _globals['_CLASSIFYRESPONSE']._serialized_start=1048
-  _globals['_CLASSIFYRESPONSE']._serialized_end=1109
-  _globals['_LABELSCORE']._serialized_start=1111
-  _globals['_LABELSCORE']._serialized_end=1179
-  _globals['_GETINDEXINFOREQUEST']._serialized_start=1181
-  _globals['_GETINDEXINFOREQUEST']._serialized_end=1202
-  _globals['_GETINDEXINFORESPONSE']._serialized_start=1205
-  _globals['_GETINDEXINFORESPONSE']._serialized_end=1521
-  _globals['_REFUSEDVERSION']._serialized_start=1523
-  _globals['_REFUSEDVERSION']._serialized_end=1578
-  _globals['_RELOADINDEXREQUEST']._serialized_start=1580
-  _globals['_RELOADINDEXREQUEST']._serialized_end=1600
-  _globals['_RELOADINDEXRESPONSE']._serialized_start=1602
-  _globals['_RELOADINDEXRESPONSE']._serialized_end=1719
-  _globals['_SEARCHSERVICE']._serialized_start=1722
-  _globals['_SEARCHSERVICE']._serialized_end=2214
+  _globals['_SEARCHREQUEST']._serialized_end=449
+  _globals['_COLLAPSE']._serialized_start=451
+  _globals['_COLLAPSE']._serialized_end=498
+  _globals['_FILTER']._serialized_start=501
+  _globals['_FILTER']._serialized_end=686
+  _globals['_FILTERLIST']._serialized_start=688
+  _globals['_FILTERLIST']._serialized_end=740
+  _globals['_CONDITION']._serialized_start=743
+  _globals['_CONDITION']._serialized_end=981
+  _globals['_VALUE']._serialized_start=983
+  _globals['_VALUE']._serialized_end=1068
+  _globals['_VALUELIST']._serialized_start=1070
+  _globals['_VALUELIST']._serialized_end=1119
+  _globals['_RANGE']._serialized_start=1122
+  _globals['_RANGE']._serialized_end=1267
+  _globals['_VECTOR']._serialized_start=1269
+  _globals['_VECTOR']._serialized_end=1293
+  _globals['_SEARCHEFFORT']._serialized_start=1295
+  _globals['_SEARCHEFFORT']._serialized_end=1352
+  _globals['_SEARCHRESPONSE']._serialized_start=1355
+  _globals['_SEARCHRESPONSE']._serialized_end=1492
+  _globals['_HIT']._serialized_start=1495
+  _globals['_HIT']._serialized_end=1623
+  _globals['_TIMING']._serialized_start=1625
+  _globals['_TIMING']._serialized_end=1707
+  _globals['_BATCHSEARCHREQUEST']._serialized_start=1709
+  _globals['_BATCHSEARCHREQUEST']._serialized_end=1776
+  _globals['_BATCHSEARCHRESPONSE']._serialized_start=1778
+  _globals['_BATCHSEARCHRESPONSE']._serialized_end=1847
+  _globals['_EMBEDREQUEST']._serialized_start=1849
+  _globals['_EMBEDREQUEST']._serialized_end=1894
+  _globals['_EMBEDRESPONSE']._serialized_start=1897
+  _globals['_EMBEDRESPONSE']._serialized_end=2044
+  _globals['_CLASSIFYREQUEST']._serialized_start=2046
+  _globals['_CLASSIFYREQUEST']._serialized_end=2113
+  _globals['_CLASSIFYRESPONSE']._serialized_start=2115
+  _globals['_CLASSIFYRESPONSE']._serialized_end=2176
+  _globals['_LABELSCORE']._serialized_start=2178
+  _globals['_LABELSCORE']._serialized_end=2246
+  _globals['_GETINDEXINFOREQUEST']._serialized_start=2248
+  _globals['_GETINDEXINFOREQUEST']._serialized_end=2269
+  _globals['_GETINDEXINFORESPONSE']._serialized_start=2272
+  _globals['_GETINDEXINFORESPONSE']._serialized_end=2648
+  _globals['_FIELDINFO']._serialized_start=2650
+  _globals['_FIELDINFO']._serialized_end=2729
+  _globals['_REFUSEDVERSION']._serialized_start=2731
+  _globals['_REFUSEDVERSION']._serialized_end=2786
+  _globals['_RELOADINDEXREQUEST']._serialized_start=2788
+  _globals['_RELOADINDEXREQUEST']._serialized_end=2808
+  _globals['_RELOADINDEXRESPONSE']._serialized_start=2810
+  _globals['_RELOADINDEXRESPONSE']._serialized_end=2927
+  _globals['_SEARCHSERVICE']._serialized_start=3133
+  _globals['_SEARCHSERVICE']._serialized_end=3625
 # @@protoc_insertion_point(module_scope)
