@@ -187,7 +187,8 @@ def test_a_hit_has_one_json_shape_on_every_face(
         raw, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     shapes = [over_http, from_cli, from_client, proto_json]
-    assert all(set(shape) == {"hits", "index_version", "timing"} for shape in shapes)
+    assert all(set(shape) == set(proto_json) for shape in shapes)
+    assert {"hits", "index_version", "timing", "next_page_token"} <= set(proto_json)
     for hits in zip(*(shape["hits"] for shape in shapes), strict=True):
         assert all(set(hit) == set(proto_json["hits"][0]) for hit in hits)
         assert len({hit["id"] for hit in hits}) == 1 and isinstance(hits[0]["id"], str)
