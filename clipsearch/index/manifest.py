@@ -7,6 +7,7 @@ INDEX_DIR/versions/vNNNNNN/
   ids.npy                          row -> item id (int64; -1 for a removed row)
   vectors.npy                      row -> float16 vector, memory-mapped, for exact re-ranking
   records.jsonl, records.offsets.npy   row -> uri, caption, metadata, width, height
+  fields.parquet                   row -> the fields filters test (clipsearch.index.fields)
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from pathlib import Path
 
 from clipsearch.checksum import file_sha256
 from clipsearch.models import EmbeddingSpace, PreprocessConfig, preprocess_from_json
+from clipsearch.types import FieldInfo, FieldType
 
 INDEX_FORMAT = "clipsearch-index/1"
 INDEX_FILE = "index.faiss"
 IVFDATA_FILE = "index.ivfdata"
 IDS_FILE = "ids.npy"
 VECTORS_FILE = "vectors.npy"
+FIELDS_FILE = "fields.parquet"
 MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
@@ -79,6 +82,10 @@ class IndexManifest:
     parent_version: str | None = None
     on_disk: bool = False
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256, all but this
+    # What filters can test (the columns of fields.parquet), and the metadata keys they
+    # cannot, with why. Both empty in versions built before filters.
+    fields: list[FieldInfo] = field(default_factory=list)
+    unfilterable: dict[str, str] = field(default_factory=dict)
 
     @property
     def space(self) -> EmbeddingSpace:
@@ -103,6 +110,10 @@ class IndexManifest:
         raw.pop("extra", None)  # written by versions before 0.2, never used
         raw["preprocess"] = preprocess_from_json(raw.get("preprocess"))
         raw["metric"] = Metric(raw.get("metric", Metric.INNER_PRODUCT))
+        raw["fields"] = [
+            FieldInfo(f["name"], FieldType(f["type"]), bool(f.get("list", False)))
+            for f in raw.get("fields", [])
+        ]
         return IndexManifest(**raw)
 
 
