@@ -14,10 +14,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import pyarrow.parquet as pq
 
 from clipsearch.collection.manifest import EmbeddingFormat, Manifest, read_manifest
 from clipsearch.errors import ClipsearchError
+from clipsearch.index.fields import FieldSchema
 from clipsearch.index.manifest import (
     IDS_FILE,
     INDEX_FILE,
@@ -34,6 +34,7 @@ from clipsearch.index.publish import new_workdir, next_version, publish, remove_
 from clipsearch.index.records import Record, RecordWriter
 from clipsearch.index.version import IndexVersion, ivf_of
 from clipsearch.indexer.build import evaluate, train
+from clipsearch.indexer.build.fields import build_fields
 from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
 from clipsearch.indexer.build.plan import (
     DEFAULT_RERANK_CANDIDATES,
@@ -129,7 +130,9 @@ def run_build(config: BuildConfig) -> BuildResult:
             else:
                 plan, added, removed = _full(config, shards.embedding, live, workdir)
                 kind = BuildKind.FULL if parent is None else BuildKind.REBUILT
-            manifest = _evaluate(config, shards, plan, workdir, parent, started)
+            with _phase("writing the fields filters test"):
+                fields = build_fields(workdir, shards, live)
+            manifest = _evaluate(config, shards, plan, workdir, parent, fields, started)
             path = publish(workdir, config.out, manifest.version, config.keep_versions)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -199,7 +202,7 @@ def _extend(
     """--add: the parent's rows, minus deleted and changed items, plus new rows appended."""
     known = {s.file for s in parent.manifest.source_shards}
     fresh = LiveSet([f for f in live.files if f.entry.file not in known])
-    ids_by_file = {f.entry.file: _ids_of(config.shards, f.entry.file)[f.mask] for f in live.files}
+    ids_by_file = {f.entry.file: f.ids[f.mask] for f in live.files}
     none = np.empty(0, np.int64)
     fresh_ids = np.concatenate([ids_by_file[f.entry.file] for f in fresh.files] or [none])
     live_ids = np.concatenate([*ids_by_file.values()] or [none])
@@ -271,17 +274,13 @@ def _fill(
         yield from chunk.records
 
 
-def _ids_of(shards: Path, file: str) -> np.ndarray:
-    ids: np.ndarray = pq.read_table(shards / file, columns=["id"]).column("id").to_numpy()
-    return ids
-
-
 def _evaluate(
     config: BuildConfig,
     shards: Manifest,
     plan: IndexPlan,
     workdir: Path,
     parent: IndexVersion | None,
+    fields: FieldSchema,
     started: float,
 ) -> IndexManifest:
     """Measure recall against exact search, pick the cheapest nprobe reaching the target."""
@@ -309,6 +308,8 @@ def _evaluate(
         clipsearch_version=VERSION,
         parent_version=parent.name if parent else None,
         on_disk=config.on_disk,
+        fields=list(fields.fields),
+        unfilterable=fields.unfilterable,
     )
     (workdir / MANIFEST_FILE).write_text(draft.to_json())
     version = IndexVersion(workdir)

@@ -11,13 +11,18 @@ import pyarrow.parquet as pq
 
 from clipsearch.collection.manifest import FileKind, Manifest, ShardFile
 from clipsearch.collection.shards import read_vectors
+from clipsearch.index.fields import parse_date
+from clipsearch.index.manifest import REMOVED
 from clipsearch.index.records import RECORD_COLUMNS, Record
+
+NOT_A_TIME = np.datetime64("NaT", "us")
 
 
 @dataclass(frozen=True)
 class LiveFile:
     entry: ShardFile
     mask: np.ndarray  # per row of the file: is it the current row of its id
+    ids: np.ndarray  # per row of the file: its item id
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,9 @@ def live_set(folder: Path, manifest: Manifest) -> LiveSet:
     is_latest = np.zeros(len(all_ids), dtype=bool)
     is_latest[order[last]] = True
     files, start = [], 0
-    for entry, length in zip(entries, lengths, strict=True):
+    for entry, length, part in zip(entries, lengths, ids, strict=True):
         if entry.kind is FileKind.EMBEDDINGS:
-            files.append(LiveFile(entry, is_latest[start : start + length]))
+            files.append(LiveFile(entry, is_latest[start : start + length], part))
         start += length
     return LiveSet(files)
 
@@ -73,3 +78,27 @@ def iter_live(folder: Path, live: LiveSet, dim: int) -> Iterator[LiveChunk]:
             vectors=read_vectors(table.column("embedding"), dim),
             records=[Record(**row) for row in table.select(list(RECORD_COLUMNS)).to_pylist()],
         )
+
+
+def embedded_at(manifest: Manifest, live: LiveSet, ids: np.ndarray) -> np.ndarray:
+    """Per row of a version, given its item ids: when the run that embedded the id's current
+    row started (the run record of its shard file), as datetime64[us] in UTC. NaT for
+    removed rows and for shards whose run has no record or an unreadable time."""
+    started = {run.run: _moment(run.started) for run in manifest.runs}
+    live_ids = np.concatenate([f.ids[f.mask] for f in live.files] or [np.empty(0, np.int64)])
+    times = np.concatenate(
+        [np.full(int(f.mask.sum()), started.get(f.entry.run, NOT_A_TIME)) for f in live.files]
+        or [np.empty(0, "datetime64[us]")]
+    )
+    if not len(live_ids):
+        return np.full(len(ids), NOT_A_TIME)
+    order = np.argsort(live_ids, kind="stable")
+    sorted_ids, sorted_times = live_ids[order], times[order]
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    found = (sorted_ids[at] == ids) & (ids != REMOVED)
+    return np.where(found, sorted_times[at], NOT_A_TIME)
+
+
+def _moment(text: str) -> np.datetime64:
+    moment = parse_date(text)
+    return NOT_A_TIME if moment is None else np.datetime64(moment.replace(tzinfo=None), "us")
