@@ -55,9 +55,14 @@ class Kind(StrEnum):
     MIXED_LIST = "lists mixing kinds"
 
 
+# The type a kind makes; None: text, a date when every value is one.
 _SCALAR_TYPES = {Kind.NUMBER: FieldType.NUMBER, Kind.BOOL: FieldType.BOOL, Kind.TEXT: None}
 _LIST_OF = {Kind.NUMBER: Kind.NUMBER_LIST, Kind.BOOL: Kind.BOOL_LIST, Kind.TEXT: Kind.TEXT_LIST}
-_LIST_TYPES = {Kind.NUMBER_LIST: FieldType.NUMBER, Kind.BOOL_LIST: FieldType.BOOL}
+_LIST_TYPES = {
+    Kind.NUMBER_LIST: FieldType.NUMBER,
+    Kind.BOOL_LIST: FieldType.BOOL,
+    Kind.TEXT_LIST: None,
+}
 
 
 def kind_of(value: object) -> Kind | None:
@@ -121,11 +126,10 @@ class _Seen:
         self.rows += 1
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.first_row.setdefault(kind, row)
-        if self.dates and kind is Kind.TEXT:
-            self.dates = parse_date(value) is not None  # type: ignore[arg-type]
-        elif self.dates and kind is Kind.TEXT_LIST:
-            texts = [v for v in value if v is not None]  # type: ignore[attr-defined]
-            self.dates = all(parse_date(v) is not None for v in texts)
+        if self.dates and isinstance(value, str):
+            self.dates = parse_date(value) is not None
+        elif self.dates and kind is Kind.TEXT_LIST and isinstance(value, list):
+            self.dates = all(parse_date(v) is not None for v in value if isinstance(v, str))
 
 
 def decide(name: str, seen: _Seen) -> FieldInfo | str | None:
@@ -140,22 +144,24 @@ def decide(name: str, seen: _Seen) -> FieldInfo | str | None:
     if kinds == {Kind.EMPTY_LIST}:
         return "it holds only empty lists: no type to infer"
     if bad := kinds & {Kind.NESTED_LIST, Kind.MIXED_LIST}:
-        kind = min(bad)
+        kind = min(bad, key=lambda k: seen.first_row[k])
         return (
             f"it holds {kind} (first at row {seen.first_row[kind]}): "
             "only lists of numbers, true/false or text can be filtered"
         )
-    if len(kinds) == 1 and (kind := kinds.pop()) in _SCALAR_TYPES:
-        return FieldInfo(name, _SCALAR_TYPES[kind] or _text_type(seen))
-    lists = kinds - {Kind.EMPTY_LIST}
-    if len(lists) == 1 and (kind := lists.pop()) in (Kind.NUMBER_LIST, Kind.BOOL_LIST):
-        return FieldInfo(name, _LIST_TYPES[kind], list=True)
-    if kinds - {Kind.EMPTY_LIST} == {Kind.TEXT_LIST}:
-        return FieldInfo(name, _text_type(seen), list=True)
+    if len(kinds) == 1 and (only := next(iter(kinds))) in _SCALAR_TYPES:
+        return FieldInfo(name, _SCALAR_TYPES[only] or _text_type(seen))
+    lists = kinds - {Kind.EMPTY_LIST}  # an empty list fits a list of any kind
+    if len(lists) == 1 and (only := next(iter(lists))) in _LIST_TYPES:
+        return FieldInfo(name, _LIST_TYPES[only] or _text_type(seen), list=True)
     return "its values differ in kind: " + ", ".join(
-        f"{kind} in {seen.counts[kind]} rows (first: row {seen.first_row[kind]})"
+        f"{kind} in {_rows(seen.counts[kind])} (first: row {seen.first_row[kind]})"
         for kind in sorted(seen.counts, key=lambda k: seen.first_row[k])
     )
+
+
+def _rows(count: int) -> str:
+    return "1 row" if count == 1 else f"{count} rows"
 
 
 def _text_type(seen: _Seen) -> FieldType:
@@ -222,7 +228,7 @@ class SchemaInference:
             reasons[info.name] = (
                 self._keys[info.name].rows,
                 f"only the {self._max_fields} metadata keys with values in the most rows "
-                f"can be filtered, and this one has values in {self._keys[info.name].rows}",
+                f"can be filtered, and this one has values in {_rows(self._keys[info.name].rows)}",
             )
         unfilterable = self._listed(reasons)
         kept.sort(key=lambda f: f.name)
