@@ -20,6 +20,10 @@ class Limits:
     max_embed_inputs: int = 256
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     max_effort: int = 65_536
+    # Metadata filters: conditions in one filter, all/any/not nesting, values in its lists.
+    max_filter_conditions: int = 64
+    max_filter_depth: int = 8
+    max_filter_values: int = 1024
 
 
 @dataclass(frozen=True)
