@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import TracebackType
@@ -96,3 +96,11 @@ class RecordStore:
         assert self._data is not None
         start, end = int(self._offsets[row]), int(self._offsets[row + 1])
         return Record.from_line(self._data[start:end].tobytes())
+
+
+def iter_records(folder: Path) -> Iterator[Record]:
+    """Every row's record in row order, read straight through: for passes over all rows,
+    where it is several times faster than `RecordStore.get` row by row."""
+    with open(folder / DATA_NAME, "rb") as lines:
+        for line in lines:  # to_line escapes line breaks inside values: one row per line
+            yield Record.from_line(line)

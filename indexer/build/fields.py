@@ -7,6 +7,7 @@ every live row (field_types.py), then the rows are written in batches.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from clipsearch.index.fields import (
     write_fields,
 )
 from clipsearch.index.manifest import IDS_FILE, REMOVED
-from clipsearch.index.records import Record, RecordStore
+from clipsearch.index.records import Record, iter_records
 from clipsearch.indexer.build.field_types import METADATA, SchemaInference, parse_metadata
 from clipsearch.indexer.build.live_rows import LiveSet, embedded_at
 from clipsearch.types import FieldInfo, FieldType
@@ -39,17 +40,16 @@ def build_fields(
 ) -> FieldSchema:
     """Infer the fields of the version in `workdir` (ids and records already written),
     write its fields.parquet, and return the schema for the manifest."""
-    ids = np.load(workdir / IDS_FILE, mmap_mode="r")
-    records = RecordStore(workdir)
-    live_rows = np.flatnonzero(np.asarray(ids) != REMOVED)
+    ids = np.load(workdir / IDS_FILE)
+    live_rows = ids != REMOVED
     inference = SchemaInference()
-    for row in live_rows:
-        inference.add(int(row), records.get(int(row)).metadata)
+    for row, record in enumerate(iter_records(workdir)):
+        if live_rows[row]:
+            inference.add(row, record.metadata)
     schema = inference.schema()
     _warn(schema)
-    times = embedded_at(shards, live, np.asarray(ids))
-    batches = _batches(records, np.asarray(ids) != REMOVED, times, schema, batch_rows)
-    write_fields(workdir, batches, schema)
+    times = embedded_at(shards, live, ids)
+    write_fields(workdir, _batches(workdir, live_rows, times, schema, batch_rows), schema)
     return schema
 
 
@@ -66,19 +66,16 @@ def _warn(schema: FieldSchema) -> None:
 
 
 def _batches(
-    records: RecordStore,
-    live: np.ndarray,
-    times: np.ndarray,
-    schema: FieldSchema,
-    batch_rows: int,
+    workdir: Path, live: np.ndarray, times: np.ndarray, schema: FieldSchema, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
     wanted = {f.name: f for f in schema.fields}
+    records = iter_records(workdir)
     for start in range(0, len(live), batch_rows):
         stop = min(start + batch_rows, len(live))
         columns: dict[str, list[object]] = {name: [None] * (stop - start) for name in wanted}
-        for i, row in enumerate(range(start, stop)):
-            if live[row]:
-                _fill_row(columns, wanted, i, records.get(row))
+        for i, record in enumerate(itertools.islice(records, stop - start)):
+            if live[start + i]:
+                _fill_row(columns, wanted, i, record)
         arrays = [
             _times(times[start:stop]) if name == EMBEDDED_AT
             else pa.array(columns[name], type=arrow_type(info))
