@@ -130,7 +130,7 @@ def run_build(config: BuildConfig) -> BuildResult:
             else:
                 plan, added, removed = _full(config, shards.embedding, live, workdir)
                 kind = BuildKind.FULL if parent is None else BuildKind.REBUILT
-            with _phase("writing the fields filters test"):
+            with _phase("writing the fields filters test (fields.parquet)"):
                 fields = build_fields(workdir, shards, live)
             manifest = _evaluate(config, shards, plan, workdir, parent, fields, started)
             path = publish(workdir, config.out, manifest.version, config.keep_versions)
