@@ -19,8 +19,24 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clipsearch.errors import ClipsearchError
+from clipsearch.filters import (
+    AllOf,
+    AnyOf,
+    Between,
+    Condition,
+    Equals,
+    Exists,
+    Filter,
+    In,
+    Not,
+    NotIn,
+    Scalar,
+)
 from clipsearch.types import (
+    Collapse,
     Embeddings,
+    FieldInfo,
+    FieldType,
     HealthStatus,
     Hit,
     ImageQuery,
@@ -33,6 +49,7 @@ from clipsearch.types import (
     SearchOptions,
     SearchQuery,
     SearchResult,
+    Target,
     TextQuery,
     Timing,
     VectorQuery,
@@ -41,6 +58,12 @@ from clipsearch.v1 import search_pb2 as pb
 from clipsearch.v1 import search_pb2_grpc
 
 DEFAULT_TARGET = "localhost:50051"
+FIELD_TYPES = {
+    pb.FIELD_TYPE_STRING: FieldType.STRING,
+    pb.FIELD_TYPE_NUMBER: FieldType.NUMBER,
+    pb.FIELD_TYPE_BOOL: FieldType.BOOL,
+    pb.FIELD_TYPE_DATE: FieldType.DATE,
+}
 DEFAULT_TIMEOUT_S = 30.0
 # Calls the server refused for load (RESOURCE_EXHAUSTED) or that found no server
 # (UNAVAILABLE: restarting, a replica going away) are retried by gRPC itself, with
@@ -67,6 +90,7 @@ R = TypeVar("R")
 
 __all__ = [
     "ClientTls",
+    "Collapse",
     "ImageQuery",
     "ImageUrlQuery",
     "ItemQuery",
@@ -74,6 +98,7 @@ __all__ = [
     "SearchClient",
     "SearchOptions",
     "SearchQuery",
+    "Target",
     "TextQuery",
     "VectorQuery",
 ]
@@ -169,8 +194,20 @@ class SearchClient:
         nprobe: int | None = None,
         rerank_candidates: int | None = None,
         with_metadata: bool = True,
+        *,
+        filter: Filter | None = None,
+        min_score: float | None = None,
+        collapse: Collapse | None = None,
+        target: Target = Target.IMAGES,
+        page_token: str = "",
     ) -> SearchResult:
-        options = SearchOptions(top_k, nprobe, rerank_candidates, with_metadata)
+        """The nearest items to `query`. `filter` (built with clipsearch.filters.field)
+        limits them by their fields; pass a result's next_page_token as `page_token`, with
+        the same query and options, for the next page."""
+        options = SearchOptions(
+            top_k, nprobe, rerank_candidates, with_metadata, filter, min_score, collapse,
+            target, page_token,
+        )  # fmt: skip
         request = search_request(SearchQuery(query, options))
         return _search_result(self._call("Search", self._stub.Search, request))
 
@@ -208,6 +245,12 @@ class SearchClient:
             recall_at_1=r.recall_at_1,
             refused_version=r.refused_version.index_version,
             refused_reason=r.refused_version.reason,
+            fields=tuple(
+                FieldInfo(f.name, FIELD_TYPES[f.type], f.list)
+                for f in r.fields
+                if f.type in FIELD_TYPES
+            ),
+            captions=r.captions,
         )
 
     def health(self, service: str = "") -> HealthStatus:
@@ -236,7 +279,17 @@ def search_request(query: SearchQuery) -> pb.SearchRequest:
         top_k=opts.top_k,
         effort=pb.SearchEffort(nprobe=opts.nprobe or 0, rerank_candidates=opts.candidates or 0),
         omit_metadata=not opts.with_metadata,
+        target=pb.TARGET_CAPTIONS if opts.target is Target.CAPTIONS else pb.TARGET_IMAGES,
+        page_token=opts.page_token,
     )
+    if opts.filter is not None:
+        request.filter.CopyFrom(filter_message(opts.filter))
+    if opts.min_score is not None:
+        request.min_score = opts.min_score
+    if opts.collapse is not None:
+        request.collapse.CopyFrom(
+            pb.Collapse(threshold=opts.collapse.threshold, with_ids=opts.collapse.with_ids)
+        )
     q = query.query
     if isinstance(q, TextQuery):
         request.text = q.text
@@ -251,12 +304,61 @@ def search_request(query: SearchQuery) -> pb.SearchRequest:
     return request
 
 
+def filter_message(filter: Filter) -> pb.Filter:
+    """A typed filter as the wire message."""
+    if isinstance(filter, AllOf):
+        return pb.Filter(all=pb.FilterList(filters=[filter_message(f) for f in filter.filters]))
+    if isinstance(filter, AnyOf):
+        return pb.Filter(any=pb.FilterList(filters=[filter_message(f) for f in filter.filters]))
+    if isinstance(filter, Not):
+        message = pb.Filter()
+        getattr(message, "not").CopyFrom(filter_message(filter.filter))  # a Python keyword
+        return message
+    return pb.Filter(condition=_condition_message(filter))
+
+
+def _condition_message(condition: Condition) -> pb.Condition:
+    message = pb.Condition(field=condition.field)
+    test = condition.test
+    if isinstance(test, Equals):
+        message.equals.CopyFrom(_value(test.value))
+    elif isinstance(test, In):
+        message.any_of.values.extend(_value(v) for v in test.values)
+    elif isinstance(test, NotIn):
+        message.none_of.values.extend(_value(v) for v in test.values)
+    elif isinstance(test, Between):
+        for bound in ("gt", "gte", "lt", "lte"):
+            value = getattr(test, bound)
+            if value is not None:
+                getattr(message.range, bound).CopyFrom(_value(value))
+    elif isinstance(test, Exists):
+        message.exists = test.present
+    else:
+        message.prefix = test.text
+    return message
+
+
+def _value(value: Scalar) -> pb.Value:
+    if isinstance(value, bool):  # before numbers: a bool is an int to Python
+        return pb.Value(bool_value=value)
+    if isinstance(value, int | float):
+        return pb.Value(number_value=float(value))
+    return pb.Value(string_value=value)
+
+
+def _hit(h: pb.Hit) -> Hit:
+    return Hit(
+        h.id, h.score, h.uri, h.caption, h.metadata_json, h.duplicates, tuple(h.duplicate_ids)
+    )
+
+
 def _search_result(response: pb.SearchResponse) -> SearchResult:
     t = response.timing
     return SearchResult(
-        hits=[Hit(h.id, h.score, h.uri, h.caption, h.metadata_json) for h in response.hits],
+        hits=[_hit(h) for h in response.hits],
         index_version=response.index_version,
         timing=Timing(t.total_ms, t.queue_ms, t.encode_ms, t.search_ms),
+        next_page_token=response.next_page_token,
     )
 
 

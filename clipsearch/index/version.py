@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import faiss
 import numpy as np
+import pyarrow as pa
 
 from clipsearch.checksum import file_sha256
 from clipsearch.errors import ClipsearchError
+from clipsearch.index.fields import read_fields
 from clipsearch.index.manifest import (
     IDS_FILE,
     INDEX_FILE,
@@ -20,6 +23,8 @@ from clipsearch.index.manifest import (
 )
 from clipsearch.index.records import RecordStore
 
+EXACT_CHUNK_ROWS = 65_536  # rows scored at once by search_rows: bounds its memory
+
 
 class IndexLoadError(ClipsearchError):
     """A version that is missing, corrupt or inconsistent, and must not be served."""
@@ -29,6 +34,23 @@ class IndexLoadError(ClipsearchError):
 class SearchResult:
     scores: np.ndarray  # (queries, k) inner products, best first
     rows: np.ndarray  # (queries, k) row numbers, -1 where fewer than k results exist
+
+
+@dataclass(frozen=True, eq=False)
+class RowSet:
+    """The rows a search may return (those a filter lets through), in the forms a search
+    needs: the row numbers for an exact scan, a bitmap for FAISS's ID selector."""
+
+    rows: np.ndarray  # sorted row numbers
+    bits: np.ndarray  # one bit per row, little-endian bit order (IDSelectorBitmap's)
+    size: int  # rows in the version
+
+    @staticmethod
+    def of(mask: np.ndarray) -> RowSet:
+        return RowSet(np.flatnonzero(mask), np.packbits(mask, bitorder="little"), len(mask))
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 class IndexVersion:
@@ -56,6 +78,11 @@ class IndexVersion:
     def name(self) -> str:
         return self.manifest.version
 
+    @cached_property
+    def fields(self) -> pa.Table:
+        """The rows' filterable fields, read when a filter first needs them."""
+        return read_fields(self.path, rows=self.manifest.rows)
+
     def _check(self) -> None:
         m, rows = self.manifest, self.manifest.rows
         problems = []
@@ -80,21 +107,43 @@ class IndexVersion:
         k: int,
         nprobe: int | None = None,
         candidates: int | None = None,
+        allowed: RowSet | None = None,
     ) -> SearchResult:
         """Top-k rows by inner product. `nprobe` and `candidates` (how many the index
-        proposes for exact re-ranking) override the build's defaults for this call only."""
+        proposes for exact re-ranking) override the build's defaults for this call only;
+        `allowed` limits the search to those rows (FAISS skips the others as it scans)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         rerank = self.manifest.rerank_candidates > 0
         fetch = max(k, (candidates or self.manifest.rerank_candidates) if rerank else k)
-        params = None
+        params: faiss.SearchParameters | None = None
         if self.ivf is not None:
             params = faiss.SearchParametersIVF()
             params.nprobe = nprobe or self.manifest.default_nprobe
+        if allowed is not None:
+            params = params or faiss.SearchParameters()
+            # The selector reads the bitmap in place: `allowed` keeps it alive meanwhile.
+            params.sel = faiss.IDSelectorBitmap(allowed.size, faiss.swig_ptr(allowed.bits))
         scores, rows = self.index.search(
             queries, min(fetch, max(1, self.manifest.rows)), params=params
         )
         if rerank:
             scores, rows = self._rerank(queries, rows)
+        return _top_k(scores, rows, k)
+
+    def search_rows(self, queries: np.ndarray, k: int, allowed: RowSet) -> SearchResult:
+        """Exact top-k among `allowed` rows, by their stored vectors: for filters that let
+        few rows through, a scan of just those is exact and cheaper than the index."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        scores = np.full((len(queries), max(k, 1)), -np.inf, dtype=np.float32)
+        rows = np.full(scores.shape, -1, dtype=np.int64)
+        for start in range(0, len(allowed.rows), EXACT_CHUNK_ROWS):
+            chunk = allowed.rows[start : start + EXACT_CHUNK_ROWS]
+            exact = queries @ np.asarray(self.vectors[chunk], dtype=np.float32).T
+            both_scores = np.concatenate([scores, exact], axis=1)
+            both_rows = np.concatenate([rows, np.broadcast_to(chunk, exact.shape)], axis=1)
+            keep = np.argsort(-both_scores, axis=1, kind="stable")[:, : scores.shape[1]]
+            scores = np.take_along_axis(both_scores, keep, axis=1)
+            rows = np.take_along_axis(both_rows, keep, axis=1)
         return _top_k(scores, rows, k)
 
     def _rerank(self, queries: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

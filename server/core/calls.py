@@ -25,6 +25,7 @@ class Status(Enum):
     INVALID_ARGUMENT = "invalid_argument"
     TOO_LARGE = "too_large"  # gRPC: RESOURCE_EXHAUSTED; HTTP: 413, which clients do not retry
     NOT_FOUND = "not_found"
+    FAILED_PRECONDITION = "failed_precondition"  # the request needs what the index lacks
     RESOURCE_EXHAUSTED = "resource_exhausted"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     CANCELLED = "cancelled"

@@ -27,6 +27,10 @@ from clipsearch.index.version import IndexLoadError, IndexVersion
 
 log = logging.getLogger(__name__)
 
+# Versions kept loaded after a swap, for page tokens issued on them (each holds its index
+# in memory; older ones are loaded from disk again when a token asks for them).
+KEEP_RECENT = 1
+
 # Returns why a manifest cannot be served with the loaded model, or None when it can.
 CompatibilityCheck = Callable[[IndexManifest], str | None]
 
@@ -72,6 +76,8 @@ class IndexHolder:
         self.fallback = False
         self.reload_error: str | None = None  # the last reload's failure, until one succeeds
         self._refused_path: Path | None = None
+        # Versions recently served, so a page token outlives a hot reload.
+        self._recent: dict[str, IndexVersion] = {}
 
     def reload(self) -> ReloadOutcome:
         """Serve the version CURRENT names, if it is new and sound. Raises ReloadFailedError
@@ -96,6 +102,7 @@ class IndexHolder:
                 before = self.current
                 self._refuse(target, err)
                 return ReloadOutcome(self._served_name(), self.current is not before, self.refused)
+            self._keep_recent(self.current)
             self.current = version
             self.refused, self._refused_path, self.fallback = None, None, False
             log.info(
@@ -107,6 +114,32 @@ class IndexHolder:
             )
             self._notify()
             return ReloadOutcome(version.name, True, None)
+
+    def version_named(self, name: str) -> IndexVersion | None:
+        """The version of that name: the served one, one served recently, or one still on
+        disk (loaded and checked as any other); None when it is gone or unusable."""
+        current = self.current
+        if current is not None and current.name == name:
+            return current
+        with self._lock:
+            if name in self._recent:
+                return self._recent[name]
+            path = self.index_dir / VERSIONS_DIR / name
+            if name not in list_versions(self.index_dir):
+                return None
+            try:
+                version = _load(path, self._compatible)
+            except IndexLoadError:
+                return None
+            self._keep_recent(version)
+            return version
+
+    def _keep_recent(self, version: IndexVersion | None) -> None:
+        if version is None:
+            return
+        self._recent[version.name] = version
+        while len(self._recent) > KEEP_RECENT:
+            del self._recent[next(iter(self._recent))]  # the oldest: dicts keep order
 
     def watch(self, interval_s: float, stop: threading.Event) -> threading.Thread:
         """Poll CURRENT every `interval_s` in a background thread until `stop` is set. A

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from clipsearch.encoder import ClipEncoder, EncoderInfo, ImageDecodeError
+from clipsearch.index.fields import FieldSchema
 from clipsearch.index.manifest import IndexManifest
-from clipsearch.index.version import IndexVersion
+from clipsearch.index.version import IndexVersion, RowSet
 from clipsearch.server.core.batcher import (
     Batched,
     Batcher,
@@ -28,24 +29,36 @@ from clipsearch.server.core.batcher import (
     CallerGoneError,
     QueueFullError,
 )
-from clipsearch.server.core.calls import CallContext, RequestError, Status
+from clipsearch.server.core.calls import CallContext, RequestError, Status, invalid
 from clipsearch.server.core.config import BatchingConfig, Limits
+from clipsearch.server.core.filter_plan import plan_filtered
+from clipsearch.server.core.filtering import FilterMasks
 from clipsearch.server.core.futures import completed, flat_map
 from clipsearch.server.core.index_holder import IndexHolder, ReloadFailedError
+from clipsearch.server.core.pages import MAX_DEPTH, PageToken, fingerprint
+from clipsearch.server.core.searching import (
+    COLLAPSE_OVERFETCH,
+    Neighbours,
+    Planned,
+    SearchItem,
+    Shaped,
+    search,
+    search_batch,
+    shape,
+)
 from clipsearch.types import (
     ClassifyQuery,
     Embeddings,
     EmbedQuery,
-    Hit,
     ImageQuery,
     ImageUrlQuery,
     IndexInfo,
     ItemQuery,
     LabelScore,
-    Query,
     Reloaded,
     SearchQuery,
     SearchResult,
+    Target,
     TextQuery,
     Timing,
     VectorQuery,
@@ -53,21 +66,6 @@ from clipsearch.types import (
 
 T = TypeVar("T")
 U = TypeVar("U")
-
-
-@dataclass(frozen=True, eq=False)
-class _SearchItem:
-    version: IndexVersion
-    vector: np.ndarray
-    k: int
-    nprobe: int | None
-    candidates: int | None
-
-
-@dataclass(frozen=True, eq=False)
-class _Neighbours:
-    scores: np.ndarray
-    rows: np.ndarray
 
 
 @dataclass
@@ -116,7 +114,8 @@ class SearchService:
 
         self.text_batcher = Batcher("text", self._encode_texts_now, batching, observer("text"))
         self.image_batcher = Batcher("image", self._encode_pixels, batching, observer("image"))
-        self.search_batcher = Batcher("search", _search_batch, batching, observer("search"))
+        self.search_batcher = Batcher("search", search_batch, batching, observer("search"))
+        self.filters = FilterMasks()
 
     def close(self) -> None:
         self.text_batcher.close()
@@ -127,33 +126,69 @@ class SearchService:
 
     def search(self, queries: Sequence[SearchQuery], call: CallContext) -> list[SearchResult]:
         started = time.monotonic()
-        version = self._version()
-        vectors = self._vector_futures([q.query for q in queries], version, call)
+        current = self._version()
+        planned = [self._plan(query, current) for query in queries]
+        vectors = self._vector_futures(planned, call)
         searched = [
-            flat_map(vector, partial(self._search_one, version, query, call))
-            for query, vector in zip(queries, vectors, strict=True)
+            flat_map(vector, partial(self._search_one, plan, call))
+            for plan, vector in zip(planned, vectors, strict=True)
         ]
         done = self._wait(searched, call)
         total_ms = (time.monotonic() - started) * 1000
         results = []
-        for query, (vector, neighbours) in zip(queries, done, strict=True):
+        for plan, (vector, neighbours) in zip(planned, done, strict=True):
             timing = Timing(
                 total_ms=total_ms,
                 queue_ms=vector.queue_s * 1000,
                 encode_ms=vector.encode_s * 1000,
                 search_ms=(neighbours.queue_s + neighbours.run_s) * 1000,
             )
-            hits = _hits(version, query, neighbours.value)
-            results.append(SearchResult(hits, version.name, timing))
+            shaped = _shape(plan, vector.vector, neighbours.value)
+            results.append(SearchResult(shaped.hits, plan.version.name, timing,
+                                        shaped.next_page_token))  # fmt: skip
         return results
 
-    def _search_one(
-        self, version: IndexVersion, query: SearchQuery, call: CallContext, vector: _Encoded
-    ) -> Future[tuple[_Encoded, Batched[_Neighbours]]]:
-        """Queue a query's search as soon as its vector exists (in the encoder's thread)."""
-        extra = 1 if isinstance(query.query, ItemQuery) else 0  # the item itself
+    def _plan(self, query: SearchQuery, current: IndexVersion) -> Planned:
+        """The version, depth, filter rows and plan of a query, before it is encoded: a
+        bad filter or page token fails the request before any model work."""
         opts = query.options
-        item = _SearchItem(version, vector.vector, opts.top_k + extra, opts.nprobe, opts.candidates)
+        version, offset, query_print = current, 0, fingerprint(query)
+        if opts.page_token:
+            token = PageToken.decode(opts.page_token)
+            if token.query != query_print:
+                raise invalid(
+                    "page_token belongs to another search: send it with the query and "
+                    "options of the request that returned it"
+                )
+            version = self._version_named(token.version)
+            offset = token.offset
+        if offset + opts.top_k > MAX_DEPTH:
+            raise invalid(
+                f"pages go {MAX_DEPTH:,} hits deep at most; narrow the search (a filter, "
+                "min_score) to see what lies beyond"
+            )
+        if opts.target is Target.CAPTIONS:
+            raise RequestError(
+                Status.FAILED_PRECONDITION,
+                f"index version {version.name} has no captions indexed: embed with "
+                "`clipsearch embed --embed-captions` and build again to search captions",
+            )
+        if opts.filter is None:
+            return Planned(query, version, offset, query_print)
+        mask = self.filters.mask(
+            version.name, opts.filter, version.fields, FieldSchema.of(version.manifest)
+        )
+        allowed = RowSet.of(mask)
+        m = version.manifest
+        plan = plan_filtered(len(allowed), m.count, m.nlist,
+                             opts.nprobe or m.default_nprobe, opts.candidates)  # fmt: skip
+        return Planned(query, version, offset, query_print, allowed, plan)
+
+    def _search_one(
+        self, planned: Planned, call: CallContext, vector: _Encoded
+    ) -> Future[tuple[_Encoded, Batched[Neighbours]]]:
+        """Queue a query's search as soon as its vector exists (in the encoder's thread)."""
+        item = SearchItem(planned, vector.vector, planned.fetch())
         found = self._submit(self.search_batcher, [item], call)[0]
         return flat_map(found, lambda neighbours: completed((vector, neighbours)))
 
@@ -209,6 +244,7 @@ class SearchService:
             target_recall=m.target_recall,
             recall_at_10=reached.recall_at_10 if reached else 0.0,
             recall_at_1=reached.recall_at_1 if reached else 0.0,
+            fields=tuple(m.fields),
         )
 
     def reload(self) -> Reloaded:
@@ -236,10 +272,21 @@ class SearchService:
             )
         return version
 
+    def _version_named(self, name: str) -> IndexVersion:
+        version = self.holder.version_named(name)
+        if version is None:
+            raise RequestError(
+                Status.FAILED_PRECONDITION,
+                f"page_token is for index version {name}, which is no longer served: start "
+                "the search again without page_token",
+            )
+        return version
+
     def _vector_futures(
-        self, queries: Sequence[Query], version: IndexVersion, call: CallContext
+        self, planned: Sequence[Planned], call: CallContext
     ) -> list[Future[_Encoded]]:
         """One vector per query: texts and images queued for the encoder, the rest looked up."""
+        queries = [p.query.query for p in planned]
         out: dict[int, Future[_Encoded]] = {}
         texts = [(i, q.text) for i, q in enumerate(queries) if isinstance(q, TextQuery)]
         images = [
@@ -251,7 +298,7 @@ class SearchService:
             if isinstance(query, VectorQuery):
                 out[i] = completed(_Encoded(query.vector))
             elif isinstance(query, ItemQuery):
-                out[i] = completed(_Encoded(_item_vector(version, query.item_id)))
+                out[i] = completed(_Encoded(_item_vector(planned[i].version, query.item_id)))
         named = [("image" if len(queries) == 1 else f"queries[{i}].image", d) for i, d in images]
         pixels = self._pixels(named)
         pending = self._text_futures([t for _, t in texts], call)
@@ -346,44 +393,15 @@ def _item_vector(version: IndexVersion, item_id: int) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
-def _search_batch(items: list[_SearchItem]) -> list[_Neighbours]:
-    """Searches items that share a version and settings together, each group in one call."""
-    groups: dict[tuple[int, int | None, int | None], list[int]] = {}
-    for n, item in enumerate(items):
-        groups.setdefault((id(item.version), item.nprobe, item.candidates), []).append(n)
-    out: list[_Neighbours | None] = [None] * len(items)
-    for members in groups.values():
-        first = items[members[0]]
-        k = max(items[n].k for n in members)
-        queries = np.stack([items[n].vector for n in members])
-        found = first.version.search(queries, k, first.nprobe, first.candidates)
-        for row, n in enumerate(members):
-            k_n = items[n].k
-            # Cosine similarities of unit vectors; float16 storage can push one past 1.
-            scores = np.clip(found.scores[row, :k_n], -1.0, 1.0)
-            out[n] = _Neighbours(scores, found.rows[row, :k_n])
-    return [n for n in out if n is not None]
-
-
-def _hits(version: IndexVersion, query: SearchQuery, found: _Neighbours) -> list[Hit]:
-    rows = found.rows
-    ids = version.item_ids(rows)
-    exclude = query.query.item_id if isinstance(query.query, ItemQuery) else None
-    hits = []
-    for row, item_id, score in zip(rows.tolist(), ids.tolist(), found.scores.tolist(), strict=True):
-        if row < 0 or item_id == exclude:
-            continue
-        if query.options.with_metadata:
-            record = version.records.get(row)
-            hits.append(
-                Hit(
-                    id=item_id,
-                    score=score,
-                    uri=record.uri,
-                    caption=record.caption or "",
-                    metadata_json=record.metadata or "",
-                )
-            )
-        else:
-            hits.append(Hit(id=item_id, score=score))
-    return hits[: query.options.top_k]
+def _shape(planned: Planned, vector: np.ndarray, found: Neighbours) -> Shaped:
+    """Shape the hits, searching deeper (in this thread) while collapsing near-duplicates
+    leaves too few and the index has more."""
+    factor = 1
+    while True:
+        exhausted = int((found.rows >= 0).sum()) < planned.fetch(factor)
+        shaped = shape(planned, vector, found, exhausted)
+        if shaped is not None:
+            return shaped
+        factor *= COLLAPSE_OVERFETCH
+        deeper = search(planned, vector[None, :], planned.fetch(factor))
+        found = Neighbours(deeper.scores[0], deeper.rows[0])

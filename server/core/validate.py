@@ -64,6 +64,12 @@ def effort(value: int, field: str, limits: Limits) -> int | None:
     return value or None
 
 
+def min_score(value: float, field: str) -> float:
+    if not -1.0 <= value <= 1.0:
+        raise invalid(f"{field} is {value:g}: scores are cosine similarities, from -1 to 1")
+    return value
+
+
 def unit_vector(values: object, dim: int, field: str) -> np.ndarray:
     """A query vector as float32 of unit length; refuses wrong sizes, NaN, inf and zero."""
     vector = np.asarray(values, dtype=np.float32)

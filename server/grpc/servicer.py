@@ -24,6 +24,7 @@ CODES: Mapping[Status, grpc.StatusCode] = {
     Status.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     Status.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Status.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Status.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     Status.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Status.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     Status.CANCELLED: grpc.StatusCode.CANCELLED,

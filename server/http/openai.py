@@ -25,6 +25,7 @@ HTTP_STATUS: Mapping[Status, int] = {
     Status.UNAUTHENTICATED: 401,
     Status.PERMISSION_DENIED: 403,
     Status.NOT_FOUND: 404,
+    Status.FAILED_PRECONDITION: 400,
     Status.TOO_LARGE: 413,
     Status.RESOURCE_EXHAUSTED: 429,
     Status.CANCELLED: 499,

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipsearch.types import Embeddings, IndexInfo, LabelScore, Reloaded, SearchResult
+from clipsearch.types import (
+    Embeddings,
+    FieldType,
+    IndexInfo,
+    LabelScore,
+    Reloaded,
+    SearchResult,
+)
 from clipsearch.v1 import search_pb2 as pb
+
+FIELD_TYPES = {
+    FieldType.STRING: pb.FIELD_TYPE_STRING,
+    FieldType.NUMBER: pb.FIELD_TYPE_NUMBER,
+    FieldType.BOOL: pb.FIELD_TYPE_BOOL,
+    FieldType.DATE: pb.FIELD_TYPE_DATE,
+}
 
 
 def search_response(result: SearchResult) -> pb.SearchResponse:
@@ -13,11 +27,18 @@ def search_response(result: SearchResult) -> pb.SearchResponse:
     return pb.SearchResponse(
         hits=[
             pb.Hit(
-                id=h.id, score=h.score, uri=h.uri, caption=h.caption, metadata_json=h.metadata_json
+                id=h.id,
+                score=h.score,
+                uri=h.uri,
+                caption=h.caption,
+                metadata_json=h.metadata_json,
+                duplicates=h.duplicates,
+                duplicate_ids=h.duplicate_ids,
             )
             for h in result.hits
         ],
         index_version=result.index_version,
+        next_page_token=result.next_page_token,
         timing=pb.Timing(
             total_ms=t.total_ms, queue_ms=t.queue_ms, encode_ms=t.encode_ms, search_ms=t.search_ms
         ),
@@ -57,6 +78,10 @@ def info_response(info: IndexInfo) -> pb.GetIndexInfoResponse:
         recall_at_10=info.recall_at_10,
         recall_at_1=info.recall_at_1,
         device=info.device,
+        fields=[
+            pb.FieldInfo(name=f.name, type=FIELD_TYPES[f.type], list=f.list) for f in info.fields
+        ],
+        captions=info.captions,
     )
     if info.refused_version:
         response.refused_version.CopyFrom(

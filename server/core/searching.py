@@ -1,0 +1,178 @@
+"""One query's search, from its vector to its hits: what to fetch (depth, filter, plan),
+searching batches of queries that share settings, and shaping what comes back (the
+item itself left out, min_score, near-duplicates collapsed, the page cut out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from clipsearch.index.version import IndexVersion, RowSet, SearchResult
+from clipsearch.server.core.filter_plan import FilteredPlan
+from clipsearch.server.core.pages import PageToken
+from clipsearch.types import Hit, ItemQuery, SearchQuery
+
+# With collapsing, fetch this many candidates per hit wanted, and more if it was not enough.
+COLLAPSE_OVERFETCH = 4
+
+
+@dataclass(frozen=True, eq=False)
+class Planned:
+    """A query's search, decided before its vector exists."""
+
+    query: SearchQuery
+    version: IndexVersion
+    offset: int  # hits already returned on earlier pages
+    fingerprint: str  # binds the next page's token to this search
+    allowed: RowSet | None = None  # rows a filter lets through; None: every live row
+    plan: FilteredPlan | None = None
+
+    @property
+    def wanted(self) -> int:
+        """Hits to find, through this page, plus one to tell whether more exist."""
+        return self.offset + self.query.options.top_k + 1
+
+    def fetch(self, factor: int = 1) -> int:
+        """Neighbours to ask the index for."""
+        extra = 1 if isinstance(self.query.query, ItemQuery) else 0  # the item itself
+        overfetch = COLLAPSE_OVERFETCH if self.query.options.collapse else 1
+        return self.wanted * overfetch * factor + extra
+
+
+@dataclass(frozen=True, eq=False)
+class SearchItem:
+    """One query in a search batch."""
+
+    planned: Planned
+    vector: np.ndarray
+    k: int
+
+
+@dataclass(frozen=True, eq=False)
+class Neighbours:
+    scores: np.ndarray  # best first, within [-1, 1]
+    rows: np.ndarray  # -1 where there are fewer
+
+
+def search_batch(items: list[SearchItem]) -> list[Neighbours]:
+    """Searches items that share a version, settings and filter together, a group a call."""
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for n, item in enumerate(items):
+        p = item.planned
+        settings = (p.plan, p.query.options.nprobe, p.query.options.candidates)
+        groups.setdefault((id(p.version), id(p.allowed), *settings), []).append(n)
+    out: list[Neighbours | None] = [None] * len(items)
+    for members in groups.values():
+        found = search(
+            items[members[0]].planned,
+            np.stack([items[n].vector for n in members]),
+            max(items[n].k for n in members),
+        )
+        for row, n in enumerate(members):
+            k_n = items[n].k
+            out[n] = Neighbours(found.scores[row, :k_n], found.rows[row, :k_n])
+    return [n for n in out if n is not None]
+
+
+def search(planned: Planned, queries: np.ndarray, k: int) -> SearchResult:
+    """Search the planned way; a filtered index search that found fewer rows than the
+    filter lets through is completed exactly, so a filter never costs a hit."""
+    opts, version, allowed, plan = (
+        planned.query.options, planned.version, planned.allowed, planned.plan,
+    )  # fmt: skip
+    if allowed is None or plan is None:
+        found = version.search(queries, k, opts.nprobe, opts.candidates)
+    elif plan.exact:
+        found = version.search_rows(queries, k, allowed)
+    else:
+        found = version.search(queries, k, plan.nprobe, plan.candidates, allowed)
+        short = (found.rows >= 0).sum(axis=1) < min(k, len(allowed))
+        if short.any():
+            exact = version.search_rows(queries[short], k, allowed)
+            found.scores[short], found.rows[short] = exact.scores, exact.rows
+    # Cosine similarities of unit vectors; float16 storage can push one past 1.
+    return SearchResult(np.clip(found.scores, -1.0, 1.0), found.rows)
+
+
+@dataclass(frozen=True)
+class Shaped:
+    hits: list[Hit]
+    next_page_token: str
+
+
+def shape(
+    planned: Planned, query_vector: np.ndarray, found: Neighbours, exhausted: bool
+) -> Shaped | None:
+    """The page of hits, or None when collapsing left too few and more candidates exist
+    (`exhausted` says whether the index had no more to give): fetch deeper and shape again."""
+    opts = planned.query.options
+    version = planned.version
+    exclude = planned.query.query.item_id if isinstance(planned.query.query, ItemQuery) else None
+    keep = found.rows >= 0
+    if exclude is not None:
+        keep &= version.item_ids(found.rows) != exclude
+    if opts.min_score is not None:
+        keep &= found.scores >= opts.min_score
+    rows, scores = found.rows[keep], found.scores[keep]
+    folded: list[list[int]] = [[] for _ in rows]
+    if opts.collapse is not None:
+        rows, scores, folded = _collapse(version, rows, scores, opts.collapse.threshold)
+        # Deeper candidates score lower: past the min_score cut they cannot help.
+        cut = opts.min_score is not None and bool((found.scores < opts.min_score).any())
+        if len(rows) < planned.wanted and not (exhausted or cut):
+            return None
+    end = planned.offset + opts.top_k
+    with_ids = opts.collapse is not None and opts.collapse.with_ids
+    hits = [
+        _hit(version, int(rows[i]), float(scores[i]), folded[i], opts.with_metadata, with_ids)
+        for i in range(planned.offset, min(end, len(rows)))
+    ]
+    more = len(rows) > end
+    token = PageToken(version.name, end, planned.fingerprint).encode() if more else ""
+    return Shaped(hits, token)
+
+
+def _collapse(
+    version: IndexVersion, rows: np.ndarray, scores: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Greedy, best first: a hit at or above `threshold` cosine similarity to a hit kept
+    before it is folded into that one (the most similar, when several are)."""
+    vectors = np.asarray(version.vectors[rows], dtype=np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    kept: list[int] = []
+    folded: list[list[int]] = []
+    for i in range(len(rows)):
+        if kept:
+            similarity = vectors[kept] @ vectors[i]
+            best = int(np.argmax(similarity))
+            if similarity[best] >= threshold:
+                folded[best].append(int(rows[i]))
+                continue
+        kept.append(i)
+        folded.append([])
+    return rows[kept], scores[kept], folded
+
+
+def _hit(
+    version: IndexVersion,
+    row: int,
+    score: float,
+    folded: list[int],
+    with_metadata: bool,
+    with_ids: bool,
+) -> Hit:
+    item_id = int(version.ids[row])
+    duplicate_ids = tuple(int(i) for i in version.ids[folded]) if with_ids and folded else ()
+    if not with_metadata:
+        return Hit(id=item_id, score=score, duplicates=len(folded), duplicate_ids=duplicate_ids)
+    record = version.records.get(row)
+    return Hit(
+        id=item_id,
+        score=score,
+        uri=record.uri,
+        caption=record.caption or "",
+        metadata_json=record.metadata or "",
+        duplicates=len(folded),
+        duplicate_ids=duplicate_ids,
+    )
