@@ -523,3 +523,20 @@ def test_metrics_count_http_calls_like_grpc_calls(
     latency = scrape(http_server, "clipsearch_request_seconds_count", "rpc", "face")
     for rpc in ("Embed", "Search", "Classify", "GetIndexInfo"):
         assert latency[rpc, "http"] == latency[rpc, "grpc"] > 0
+
+
+def test_http_connections_send_without_waiting_for_acks(
+    served_collection: ServedCollection, start_server: Callable[..., RunningServer]
+) -> None:
+    """Nagle's algorithm is off on accepted connections: otherwise the second write of
+    every response waits ~40 ms for the client's delayed ACK."""
+    server = start_server(served_collection.index, http_port=0)
+    assert server.http_server is not None
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
+        sock.sendall(b"GET /v1/index HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        connections = server.http_server._server.server_state.connections
+        assert connections
+        for protocol in connections:
+            accepted = protocol.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

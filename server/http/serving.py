@@ -106,7 +106,10 @@ class HttpServer:
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket; raises OSError (e.g. the port is taken)."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+    # connections of a socket that says it is TCP. Without it a response written in two
+    # parts waits for the client's delayed ACK: +40 ms per request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
