@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-index bench-serve soak
+.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-index bench-serve bench-faces soak
 
 venv: $(STAMP)
 
@@ -53,6 +53,10 @@ bench-embed: venv
 
 bench-serve: venv
 	$(BIN)/python -m bench.serve_qps
+
+# HTTP against gRPC on one server; SERVER_CLI=path/to/clipsearch measures another build.
+bench-faces: venv
+	$(BIN)/python -m bench.faces $(if $(SERVER_CLI),--server-cli $(SERVER_CLI))
 
 soak: venv
 	$(BIN)/python -m bench.soak

@@ -1,6 +1,7 @@
 """The HTTP face against the gRPC face of one server: is HTTP a bottleneck?
 
-    python -m bench.faces [--server-cli PATH] [--workdir DIR] [--seconds 8] [--clients 1,32]
+    make bench-faces   (python -m bench.faces [--server-cli PATH] [--workdir DIR]
+                        [--seconds 8] [--clients 1,32] [--slices 4])
 
 Starts one server through its command line (`clipsearch serve --index INDEX --port 0
 --http-port P --metrics-port -1`) on an index of 100k synthetic 512-d vectors (ViT-B-32,
@@ -10,7 +11,9 @@ with `make bench-serve`), and drives both faces with the same two operations:
   search   gRPC Search (a text query, top_k 10)  against  HTTP POST /v1/search
   embed    gRPC Embed (one text)                 against  HTTP POST /v1/embeddings (OpenAI)
 
-At each concurrency level, gRPC then HTTP, each for --seconds after a short warm-up.
+At each concurrency level the two faces take turns in --slices short runs each (after a
+short warm-up), --seconds in all per face: on a shared machine the model's speed drifts
+by tens of percent within a minute, and alternating exposes both faces to the same drift.
 Prints requests/s, client p50/p99 latency and failures per run, then HTTP against gRPC
 measured in the same run: the throughput ratio at the most clients (target: at least
 x0.90) and the p50 difference at the fewest (target: at most +10 ms). Last, times
@@ -179,6 +182,15 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One face's share of a slice: what each request took, what failed, how long."""
+
+    latencies_ms: list[float]
+    errors: list[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
 class HealthRuns:
     median_s: float
     peak_rss_mb: float
@@ -219,7 +231,7 @@ def serving(cli: Path, index: Path, log: Path) -> Iterator[Server]:
 
 def drive(
     server: Server, face: str, operation: Operation, clients: int, seconds: float, texts: list[str]
-) -> Cell:
+) -> Run:
     """`clients` threads send `operation` back to back for a warm-up, then for `seconds`."""
     latencies: list[float] = []
     errors: list[str] = []
@@ -254,19 +266,37 @@ def drive(
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - start_at
-    took = np.asarray(latencies) if latencies else np.asarray([float("nan")])
-    return Cell(
-        operation.name,
-        face,
-        clients,
-        len(latencies),
-        len(errors),
-        len(latencies) / elapsed,
-        float(np.percentile(took, 50)),
-        float(np.percentile(took, 99)),
-        errors[0] if errors else "",
-    )
+    return Run(latencies, errors, time.perf_counter() - start_at)
+
+
+def interleaved(
+    server: Server, operation: Operation, clients: int, seconds: float, slices: int,
+    texts: list[str],
+) -> list[Cell]:  # fmt: skip
+    """Both faces, taking turns slice by slice; one cell per face over all its slices."""
+    runs: dict[str, list[Run]] = {face: [] for face in FACES}
+    for _ in range(slices):
+        for face in FACES:
+            runs[face].append(drive(server, face, operation, clients, seconds / slices, texts))
+    cells = []
+    for face, parts in runs.items():
+        latencies = [ms for run in parts for ms in run.latencies_ms]
+        errors = [err for run in parts for err in run.errors]
+        took = np.asarray(latencies) if latencies else np.asarray([float("nan")])
+        cells.append(
+            Cell(
+                operation.name,
+                face,
+                clients,
+                len(latencies),
+                len(errors),
+                len(latencies) / sum(run.seconds for run in parts),
+                float(np.percentile(took, 50)),
+                float(np.percentile(took, 99)),
+                errors[0] if errors else "",
+            )
+        )
+    return cells
 
 
 def time_health(cli: Path, target: str, runs: int, report: Path) -> HealthRuns:
@@ -339,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/clipsearch-bench-serve"))
     parser.add_argument("--seconds", type=float, default=8.0, help="per face and level")
     parser.add_argument("--clients", default="1,32", help="concurrency levels")
+    parser.add_argument(
+        "--slices", type=int, default=4, help="turns each face takes per level (default: 4)"
+    )
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",")]
     index = prepare(args.workdir, VECTORS)
@@ -353,9 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     with serving(args.server_cli, index, args.workdir / "faces-server.log") as server:
         for operation in OPERATIONS:
             for clients in levels:
-                for face in FACES:
-                    cells.append(drive(server, face, operation, clients, args.seconds, texts))
-                    print(_row(cells[-1]), flush=True)
+                level = interleaved(server, operation, clients, args.seconds, args.slices, texts)
+                cells += level
+                for cell in level:
+                    print(_row(cell), flush=True)
         report = args.workdir / "faces-health-time.txt"
         health = time_health(server.cli, server.grpc_target, HEALTH_RUNS, report)
     print("\n".join(_comparison(cells, levels)))
