@@ -8,6 +8,10 @@ INDEX_DIR/versions/vNNNNNN/
   vectors.npy                      row -> float16 vector, memory-mapped, for exact re-ranking
   records.jsonl, records.offsets.npy   row -> uri, caption, metadata, width, height
   fields.parquet                   row -> the fields filters test (clipsearch.index.fields)
+  captions.faiss [+ captions.ivfdata]  with caption embeddings: a FAISS index over the
+                                   captions; its ids are caption rows
+  captions.vectors.npy             caption row -> float16 vector, for exact re-ranking
+  captions.rows.npy                caption row -> the row of its item (int64)
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ IVFDATA_FILE = "index.ivfdata"
 IDS_FILE = "ids.npy"
 VECTORS_FILE = "vectors.npy"
 FIELDS_FILE = "fields.parquet"
+CAPTIONS_INDEX_FILE = "captions.faiss"
+CAPTIONS_IVFDATA_FILE = "captions.ivfdata"
+CAPTIONS_VECTORS_FILE = "captions.vectors.npy"
+CAPTIONS_ROWS_FILE = "captions.rows.npy"
 MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "CURRENT"
 VERSIONS_DIR = "versions"
@@ -47,6 +55,29 @@ class CurvePoint:
     recall_at_1: float
     recall_at_10: float
     queries_per_second: float  # single query, single thread
+
+
+def reached_point(curve: list[CurvePoint], nprobe: int, candidates: int) -> CurvePoint | None:
+    """The measured point of these search settings, if the curve has it."""
+    return next((p for p in curve if (p.nprobe, p.candidates) == (nprobe, candidates)), None)
+
+
+@dataclass(frozen=True)
+class CaptionsManifest:
+    """The captions of a version's items, indexed for Target.CAPTIONS: planned, built
+    and measured as the images are (caption vectors as the queries)."""
+
+    count: int  # captions indexed: the live items that have one
+    factory: str
+    nlist: int
+    rerank_candidates: int
+    default_nprobe: int
+    recall_curve: list[CurvePoint]
+    eval_queries: int
+
+    @property
+    def reached(self) -> CurvePoint | None:
+        return reached_point(self.recall_curve, self.default_nprobe, self.rerank_candidates)
 
 
 @dataclass(frozen=True)
@@ -86,6 +117,9 @@ class IndexManifest:
     # cannot, with why. Both empty in versions built before filters.
     fields: list[FieldInfo] = field(default_factory=list)
     unfilterable: dict[str, str] = field(default_factory=dict)
+    # None: no captions indexed (the shards hold no caption embeddings, or the version
+    # was built before caption search).
+    captions: CaptionsManifest | None = None
 
     @property
     def space(self) -> EmbeddingSpace:
@@ -94,8 +128,7 @@ class IndexManifest:
     @property
     def reached(self) -> CurvePoint | None:
         """The measured point of the default search settings."""
-        default = (self.default_nprobe, self.rerank_candidates)
-        return next((p for p in self.recall_curve if (p.nprobe, p.candidates) == default), None)
+        return reached_point(self.recall_curve, self.default_nprobe, self.rerank_candidates)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
@@ -114,6 +147,9 @@ class IndexManifest:
             FieldInfo(f["name"], FieldType(f["type"]), bool(f.get("list", False)))
             for f in raw.get("fields", [])
         ]
+        if (captions := raw.get("captions")) is not None:
+            curve = [CurvePoint(**p) for p in captions["recall_curve"]]
+            raw["captions"] = CaptionsManifest(**{**captions, "recall_curve": curve})
         return IndexManifest(**raw)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -14,43 +13,58 @@ from clipsearch.checksum import file_sha256
 from clipsearch.errors import ClipsearchError
 from clipsearch.index.fields import read_fields
 from clipsearch.index.manifest import (
+    CAPTIONS_INDEX_FILE,
+    CAPTIONS_ROWS_FILE,
+    CAPTIONS_VECTORS_FILE,
     IDS_FILE,
     INDEX_FILE,
     MANIFEST_FILE,
     REMOVED,
     VECTORS_FILE,
+    CaptionsManifest,
     IndexManifest,
 )
 from clipsearch.index.records import RecordStore
+from clipsearch.index.vector_index import RowSet, SearchResult, VectorIndex, ivf_of
 
-EXACT_CHUNK_ROWS = 65_536  # rows scored at once by search_rows: bounds its memory
+__all__ = [
+    "CaptionIndex",
+    "IndexLoadError",
+    "IndexVersion",
+    "RowSet",
+    "SearchResult",
+    "VectorIndex",
+    "ivf_of",
+]
 
 
 class IndexLoadError(ClipsearchError):
     """A version that is missing, corrupt or inconsistent, and must not be served."""
 
 
-@dataclass(frozen=True)
-class SearchResult:
-    scores: np.ndarray  # (queries, k) inner products, best first
-    rows: np.ndarray  # (queries, k) row numbers, -1 where fewer than k results exist
+class CaptionIndex(VectorIndex):
+    """The captions of a version's items: an index over caption rows, and each caption's
+    item row. An item has one caption at most, so caption hits are distinct items."""
 
+    def __init__(
+        self,
+        index: faiss.Index,
+        vectors: np.ndarray,
+        item_rows: np.ndarray,
+        manifest: CaptionsManifest,
+    ) -> None:
+        super().__init__(index, vectors, manifest.default_nprobe, manifest.rerank_candidates)
+        self.item_rows = item_rows  # caption row -> item row
+        self.manifest = manifest
 
-@dataclass(frozen=True, eq=False)
-class RowSet:
-    """The rows a search may return (those a filter lets through), in the forms a search
-    needs: the row numbers for an exact scan, a bitmap for FAISS's ID selector."""
+    def items_of(self, rows: np.ndarray) -> np.ndarray:
+        """The item rows of caption rows (-1 stays -1)."""
+        return np.where(rows >= 0, np.asarray(self.item_rows)[np.maximum(rows, 0)], -1)
 
-    rows: np.ndarray  # sorted row numbers
-    bits: np.ndarray  # one bit per row, little-endian bit order (IDSelectorBitmap's)
-    size: int  # rows in the version
-
-    @staticmethod
-    def of(mask: np.ndarray) -> RowSet:
-        return RowSet(np.flatnonzero(mask), np.packbits(mask, bitorder="little"), len(mask))
-
-    def __len__(self) -> int:
-        return len(self.rows)
+    def allowed(self, items: np.ndarray) -> RowSet:
+        """The captions whose items pass a filter (`items`: one truth value per item row):
+        filters test items, and a caption passes with its item."""
+        return RowSet.of(items[self.item_rows])
 
 
 class IndexVersion:
@@ -66,13 +80,16 @@ class IndexVersion:
             self.ids = np.load(path / IDS_FILE, mmap_mode="r")
             self.vectors = np.load(path / VECTORS_FILE, mmap_mode="r")
             self.records = RecordStore(path)
+            self.captions = _load_captions(path, self.manifest.captions, flags)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
             raise IndexLoadError(f"{path}: cannot load this index version: {err}") from err
         self._check()
         order = np.argsort(self.ids, kind="stable")
         self._sorted_ids = np.asarray(self.ids)[order]
         self._sorted_rows = order
-        self.ivf = ivf_of(self.index)
+        m = self.manifest
+        self.images = VectorIndex(self.index, self.vectors, m.default_nprobe, m.rerank_candidates)
+        self.ivf = self.images.ivf
 
     @property
     def name(self) -> str:
@@ -98,8 +115,31 @@ class IndexVersion:
             )
         if len(self.records) != rows:
             problems.append(f"records hold {len(self.records)} rows, expected {rows}")
+        problems += self._caption_problems()
         if problems:
             raise IndexLoadError(f"{self.path}: inconsistent index version: " + "; ".join(problems))
+
+    def _caption_problems(self) -> list[str]:
+        captions, m = self.captions, self.manifest
+        if captions is None:
+            return []
+        count = captions.manifest.count
+        problems = []
+        if captions.index.ntotal != count or captions.index.d != m.dim:
+            problems.append(
+                f"{CAPTIONS_INDEX_FILE} holds {captions.index.ntotal} vectors of dim "
+                f"{captions.index.d}, manifest says {count} of dim {m.dim}"
+            )
+        if captions.vectors.shape != (count, m.dim):
+            problems.append(f"{CAPTIONS_VECTORS_FILE} has shape {captions.vectors.shape}")
+        rows = np.asarray(captions.item_rows)
+        if rows.shape != (count,):
+            problems.append(f"{CAPTIONS_ROWS_FILE} has shape {rows.shape}, expected ({count},)")
+        elif count and (rows.min() < 0 or rows.max() >= m.rows):
+            problems.append(f"{CAPTIONS_ROWS_FILE} names rows the version does not have")
+        elif (self.ids[rows] == REMOVED).any():
+            problems.append(f"{CAPTIONS_ROWS_FILE} names rows that hold no item")
+        return problems
 
     def search(
         self,
@@ -109,52 +149,12 @@ class IndexVersion:
         candidates: int | None = None,
         allowed: RowSet | None = None,
     ) -> SearchResult:
-        """Top-k rows by inner product. `nprobe` and `candidates` (how many the index
-        proposes for exact re-ranking) override the build's defaults for this call only;
-        `allowed` limits the search to those rows (FAISS skips the others as it scans)."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        rerank = self.manifest.rerank_candidates > 0
-        fetch = max(k, (candidates or self.manifest.rerank_candidates) if rerank else k)
-        params: faiss.SearchParameters | None = None
-        if self.ivf is not None:
-            params = faiss.SearchParametersIVF()
-            params.nprobe = nprobe or self.manifest.default_nprobe
-        if allowed is not None:
-            params = params or faiss.SearchParameters()
-            # The selector reads the bitmap in place: `allowed` keeps it alive meanwhile.
-            params.sel = faiss.IDSelectorBitmap(allowed.size, faiss.swig_ptr(allowed.bits))
-        scores, rows = self.index.search(
-            queries, min(fetch, max(1, self.manifest.rows)), params=params
-        )
-        if rerank:
-            scores, rows = self._rerank(queries, rows)
-        return _top_k(scores, rows, k)
+        """The images: see VectorIndex.search."""
+        return self.images.search(queries, k, nprobe, candidates, allowed)
 
     def search_rows(self, queries: np.ndarray, k: int, allowed: RowSet) -> SearchResult:
-        """Exact top-k among `allowed` rows, by their stored vectors: for filters that let
-        few rows through, a scan of just those is exact and cheaper than the index."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        scores = np.full((len(queries), max(k, 1)), -np.inf, dtype=np.float32)
-        rows = np.full(scores.shape, -1, dtype=np.int64)
-        for start in range(0, len(allowed.rows), EXACT_CHUNK_ROWS):
-            chunk = allowed.rows[start : start + EXACT_CHUNK_ROWS]
-            exact = queries @ np.asarray(self.vectors[chunk], dtype=np.float32).T
-            both_scores = np.concatenate([scores, exact], axis=1)
-            both_rows = np.concatenate([rows, np.broadcast_to(chunk, exact.shape)], axis=1)
-            keep = np.argsort(-both_scores, axis=1, kind="stable")[:, : scores.shape[1]]
-            scores = np.take_along_axis(both_scores, keep, axis=1)
-            rows = np.take_along_axis(both_rows, keep, axis=1)
-        return _top_k(scores, rows, k)
-
-    def _rerank(self, queries: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact inner products with the float16 vectors of the candidates."""
-        valid = rows >= 0
-        safe = np.where(valid, rows, 0)
-        # Sorted reads turn the random page faults of a memory map into a forward scan.
-        unique, inverse = np.unique(safe, return_inverse=True)
-        candidates = np.asarray(self.vectors[unique], dtype=np.float32)[inverse.reshape(safe.shape)]
-        exact = np.einsum("qcd,qd->qc", candidates, queries)
-        return np.where(valid, exact, -np.inf), rows
+        """The images: see VectorIndex.search_rows."""
+        return self.images.search_rows(queries, k, allowed)
 
     def item_ids(self, rows: np.ndarray) -> np.ndarray:
         return np.where(rows >= 0, np.asarray(self.ids)[np.maximum(rows, 0)], REMOVED)
@@ -176,18 +176,14 @@ def _verify_files(folder: Path, expected: dict[str, str]) -> None:
             raise IndexLoadError(f"{folder}: {name} does not match its checksum (damaged)")
 
 
-def _top_k(scores: np.ndarray, rows: np.ndarray, k: int) -> SearchResult:
-    scores = np.where(rows >= 0, scores, -np.inf)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    top_scores = np.take_along_axis(scores, order, axis=1)
-    top_rows = np.take_along_axis(rows, order, axis=1)
-    top_rows = np.where(np.isfinite(top_scores), top_rows, -1)
-    return SearchResult(top_scores.astype(np.float32), top_rows)
-
-
-def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
-    """The IVF inside `index` (under any pre-transform), or None for an exhaustive index."""
-    try:
-        return faiss.extract_index_ivf(index)
-    except RuntimeError:
+def _load_captions(
+    folder: Path, manifest: CaptionsManifest | None, flags: int
+) -> CaptionIndex | None:
+    if manifest is None:
         return None
+    return CaptionIndex(
+        faiss.read_index(str(folder / CAPTIONS_INDEX_FILE), flags),
+        np.load(folder / CAPTIONS_VECTORS_FILE, mmap_mode="r"),
+        np.load(folder / CAPTIONS_ROWS_FILE, mmap_mode="r"),
+        manifest,
+    )
