@@ -16,7 +16,7 @@ from faiss.contrib.evaluation import knn_intersection_measure
 from faiss.contrib.exhaustive_search import knn_ground_truth
 
 from clipsearch.index.manifest import REMOVED, CurvePoint
-from clipsearch.index.version import IndexVersion
+from clipsearch.index.vector_index import VectorIndex
 
 K = 10
 TIMED_QUERIES = 200
@@ -64,8 +64,8 @@ def nprobe_candidates(nlist: int) -> list[int]:
     return [*values, min(nlist, 1024)] if values[-1:] != [min(nlist, 1024)] else values
 
 
-def measure(version: IndexVersion, evalset: EvalSet, nprobe: int, candidates: int) -> CurvePoint:
-    result = version.search(evalset.queries, K + 1, nprobe or None, candidates or None)
+def measure(index: VectorIndex, evalset: EvalSet, nprobe: int, candidates: int) -> CurvePoint:
+    result = index.search(evalset.queries, K + 1, nprobe or None, candidates or None)
     depth = evalset.truth.shape[1]
     found = _without_self(result.rows, evalset.rows, depth)
     # Every query has `depth` neighbours to find (with none, there is nothing to miss), so
@@ -73,12 +73,12 @@ def measure(version: IndexVersion, evalset: EvalSet, nprobe: int, candidates: in
     # results never count as found.
     recall_10 = float(knn_intersection_measure(found, evalset.truth)) if depth else 1.0
     recall_1 = float(knn_intersection_measure(found[:, :1], evalset.truth[:, :1])) if depth else 1.0
-    qps = _single_thread_qps(version, evalset, nprobe, candidates)
+    qps = _single_thread_qps(index, evalset, nprobe, candidates)
     return CurvePoint(nprobe, candidates, recall_1, recall_10, qps)
 
 
 def recall_curve(
-    version: IndexVersion,
+    index: VectorIndex,
     evalset: EvalSet,
     nprobes: Sequence[int],
     target: float,
@@ -88,7 +88,7 @@ def recall_curve(
     points: list[CurvePoint] = []
     flat = 0
     for nprobe in nprobes:
-        points.append(measure(version, evalset, nprobe, candidates))
+        points.append(measure(index, evalset, nprobe, candidates))
         rising = len(points) < 2 or points[-1].recall_at_10 > points[-2].recall_at_10 + 0.002
         flat = 0 if rising and points[-1].recall_at_10 < max(target, 0.999) else flat + 1
         if flat > 2:
@@ -97,7 +97,7 @@ def recall_curve(
 
 
 def tune(
-    version: IndexVersion,
+    index: VectorIndex,
     evalset: EvalSet,
     nlist: int,
     target: float,
@@ -110,23 +110,21 @@ def tune(
     """
     points: list[CurvePoint] = []
     for candidates in candidate_steps:
-        points += recall_curve(version, evalset, nprobe_candidates(nlist), target, candidates)
+        points += recall_curve(index, evalset, nprobe_candidates(nlist), target, candidates)
         reaching = [p for p in points if p.recall_at_10 >= target]
         if reaching:
             return points, min(reaching, key=lambda p: (p.candidates, p.nprobe))
     return points, max(points, key=lambda p: (p.recall_at_10, -p.candidates, -p.nprobe))
 
 
-def _single_thread_qps(
-    version: IndexVersion, evalset: EvalSet, nprobe: int, candidates: int
-) -> float:
+def _single_thread_qps(index: VectorIndex, evalset: EvalSet, nprobe: int, candidates: int) -> float:
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
         queries = evalset.queries[:TIMED_QUERIES]
         started = time.perf_counter()
         for query in queries:
-            version.search(query[None, :], K, nprobe or None, candidates or None)
+            index.search(query[None, :], K, nprobe or None, candidates or None)
         return len(queries) / (time.perf_counter() - started)
     finally:
         faiss.omp_set_num_threads(threads)

@@ -19,12 +19,15 @@ from clipsearch.collection.manifest import EmbeddingFormat, Manifest, read_manif
 from clipsearch.errors import ClipsearchError
 from clipsearch.index.fields import FieldSchema
 from clipsearch.index.manifest import (
+    CAPTIONS_ROWS_FILE,
     IDS_FILE,
     INDEX_FILE,
     IVFDATA_FILE,
     MANIFEST_FILE,
     REMOVED,
     VECTORS_FILE,
+    CaptionsManifest,
+    CurvePoint,
     IndexManifest,
     SourceShard,
     current_version,
@@ -32,8 +35,8 @@ from clipsearch.index.manifest import (
 )
 from clipsearch.index.publish import new_workdir, next_version, publish, remove_abandoned_builds
 from clipsearch.index.records import Record, RecordWriter
-from clipsearch.index.version import IndexVersion, ivf_of
-from clipsearch.indexer.build import evaluate, train
+from clipsearch.index.version import IndexVersion, VectorIndex, ivf_of
+from clipsearch.indexer.build import captions, evaluate, train
 from clipsearch.indexer.build.fields import build_fields
 from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
 from clipsearch.indexer.build.plan import (
@@ -124,15 +127,28 @@ def run_build(config: BuildConfig) -> BuildResult:
         workdir = new_workdir(config.out)
         try:
             live = live_set(config.shards, shards)
+            gathered = _gather_captions(config, shards.embedding, live, workdir)
+            budget, caption_budget = captions.budget_share(
+                config.memory_budget, live.count, gathered.count if gathered else 0
+            )
             if parent is not None and parent.manifest.nlist:
                 plan, added, removed = _extend(config, parent, live, workdir)
                 kind = BuildKind.APPENDED
             else:
-                plan, added, removed = _full(config, shards.embedding, live, workdir)
+                plan, added, removed = _full(config, shards.embedding, live, workdir, budget)
                 kind = BuildKind.FULL if parent is None else BuildKind.REBUILT
             with _phase("writing the fields filters test (fields.parquet)"):
                 fields = build_fields(workdir, shards, live)
-            manifest = _evaluate(config, shards, plan, workdir, parent, fields, started)
+            caption_plan = None
+            if gathered is not None:
+                with _phase(f"indexing {gathered.count:,} captions"):
+                    ids = np.load(workdir / IDS_FILE, mmap_mode="r")
+                    caption_plan = captions.build_index(
+                        workdir, gathered, ids, caption_budget, config.on_disk
+                    )
+            manifest = _evaluate(
+                config, shards, _Plans(plan, caption_plan), workdir, parent, fields, started
+            )
             path = publish(workdir, config.out, manifest.version, config.keep_versions)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -160,13 +176,27 @@ def _parent(config: BuildConfig, fmt: EmbeddingFormat) -> IndexVersion | None:
     return parent
 
 
-def _full(
+def _gather_captions(
     config: BuildConfig, fmt: EmbeddingFormat, live: LiveSet, workdir: Path
+) -> captions.Gathered | None:
+    """With caption embeddings in the shards, the live ones, written to the work folder."""
+    if not fmt.text_embeddings:
+        return None
+    with _phase("reading the caption embeddings"):
+        gathered = captions.gather(config.shards, live, fmt.dim, workdir)
+    if gathered is None and live.count:
+        log.warning("the shards hold caption embeddings, but no item has a caption now")
+    return gathered
+
+
+def _full(
+    config: BuildConfig, fmt: EmbeddingFormat, live: LiveSet, workdir: Path, budget: int
 ) -> tuple[IndexPlan, int, int]:
+    """`budget`: the RAM the image index may take (the captions' share left out)."""
     count = live.count
     if count == 0:
         raise BuildError(f"{config.shards} holds no embedded images")
-    plan = _plan(config, count, fmt.dim)
+    plan = _plan(config, count, fmt.dim, budget)
     log.info("building %s over %d vectors: %s", plan.factory, count, plan.reason)
     vectors = np.lib.format.open_memmap(
         workdir / VECTORS_FILE, mode="w+", dtype=np.float16, shape=(count, fmt.dim)
@@ -241,10 +271,10 @@ def _extend(
     return plan, added, len(removed_rows)
 
 
-def _plan(config: BuildConfig, count: int, dim: int) -> IndexPlan:
+def _plan(config: BuildConfig, count: int, dim: int, budget: int) -> IndexPlan:
     if not config.index_factory:
         try:
-            return plan_index(count, dim, config.memory_budget, config.on_disk)
+            return plan_index(count, dim, budget, config.on_disk)
         except ValueError as err:
             raise BuildError(str(err)) from err
     index = train.new_index(config.index_factory, dim)  # fails early on a bad string
@@ -274,18 +304,33 @@ def _fill(
         yield from chunk.records
 
 
+@dataclass(frozen=True)
+class _Plans:
+    images: IndexPlan
+    captions: IndexPlan | None  # None: no captions indexed
+
+
+@dataclass(frozen=True)
+class _Measured:
+    curve: list[CurvePoint]
+    chosen: CurvePoint
+    queries: int
+
+
 def _evaluate(
     config: BuildConfig,
     shards: Manifest,
-    plan: IndexPlan,
+    plans: _Plans,
     workdir: Path,
     parent: IndexVersion | None,
     fields: FieldSchema,
     started: float,
 ) -> IndexManifest:
-    """Measure recall against exact search, pick the cheapest nprobe reaching the target."""
+    """Measure recall against exact search, pick the cheapest nprobe reaching the target:
+    for the images, and for the captions when there are any."""
     ids = np.load(workdir / IDS_FILE, mmap_mode="r")
     fmt = shards.embedding
+    plan = plans.images
     draft = IndexManifest(
         version=next_version(config.out),
         model=fmt.model,
@@ -310,29 +355,71 @@ def _evaluate(
         on_disk=config.on_disk,
         fields=list(fields.fields),
         unfilterable=fields.unfilterable,
+        captions=_draft_captions(config, plans.captions, workdir),
     )
     (workdir / MANIFEST_FILE).write_text(draft.to_json())
     version = IndexVersion(workdir)
-    queries = min(config.eval_queries, draft.count)
-    with _phase(f"exact neighbours of {queries:,} held-out queries"):
-        evalset = evaluate.make_eval_set(version.vectors, version.ids, config.eval_queries)
-    steps = [config.rerank_candidates * f for f in (1, 2, 4)] if plan.rerank else [0]
-    with _phase("measuring recall against speed"):
-        curve, chosen = evaluate.tune(version, evalset, plan.nlist, config.target_recall, steps)
-    if chosen.recall_at_10 < config.target_recall:
-        log.warning(
-            "recall@10 target %.3f not reached: best %.3f at nprobe %d with %d candidates; "
-            "a larger --memory-budget or another --index-factory would reach it",
-            config.target_recall, chosen.recall_at_10, chosen.nprobe, chosen.candidates,
-        )  # fmt: skip
+    images = _measure(config, version.images, version.ids, plan)
     manifest = replace(
         draft,
-        default_nprobe=chosen.nprobe,
-        rerank_candidates=chosen.candidates,
-        recall_curve=curve,
-        eval_queries=len(evalset.rows),
+        default_nprobe=images.chosen.nprobe,
+        rerank_candidates=images.chosen.candidates,
+        recall_curve=images.curve,
+        eval_queries=images.queries,
+    )
+    if version.captions is not None and manifest.captions is not None and plans.captions:
+        found = _measure(
+            config, version.captions, version.captions.item_rows, plans.captions, "caption "
+        )
+        manifest = replace(manifest, captions=replace(
+            manifest.captions,
+            default_nprobe=found.chosen.nprobe,
+            rerank_candidates=found.chosen.candidates,
+            recall_curve=found.curve,
+            eval_queries=found.queries,
+        ))  # fmt: skip
+    manifest = replace(
+        manifest,
         build_seconds=round(time.monotonic() - started, 2),
         files=file_checksums(workdir),
     )
     (workdir / MANIFEST_FILE).write_text(manifest.to_json())
     return manifest
+
+
+def _draft_captions(
+    config: BuildConfig, plan: IndexPlan | None, workdir: Path
+) -> CaptionsManifest | None:
+    """The captions' section before they are measured: the plan's settings."""
+    if plan is None:
+        return None
+    count = len(np.load(workdir / CAPTIONS_ROWS_FILE, mmap_mode="r"))
+    return CaptionsManifest(
+        count=count,
+        factory=plan.factory,
+        nlist=plan.nlist,
+        rerank_candidates=config.rerank_candidates if plan.rerank else 0,
+        default_nprobe=1 if plan.nlist else 0,
+        recall_curve=[],
+        eval_queries=0,
+    )
+
+
+def _measure(
+    config: BuildConfig, index: VectorIndex, ids: np.ndarray, plan: IndexPlan, what: str = ""
+) -> _Measured:
+    """Tune one index: its rows (live where `ids` is not REMOVED) are the queries; `what`
+    names it in the log ("" for the images, "caption " for the captions)."""
+    count = min(config.eval_queries, int((np.asarray(ids) != REMOVED).sum()))
+    with _phase(f"exact neighbours of {count:,} held-out {what}queries"):
+        evalset = evaluate.make_eval_set(index.vectors, ids, config.eval_queries)
+    steps = [config.rerank_candidates * f for f in (1, 2, 4)] if plan.rerank else [0]
+    with _phase(f"measuring {what}recall against speed"):
+        curve, chosen = evaluate.tune(index, evalset, plan.nlist, config.target_recall, steps)
+    if chosen.recall_at_10 < config.target_recall:
+        log.warning(
+            "%srecall@10 target %.3f not reached: best %.3f at nprobe %d with %d candidates; "
+            "a larger --memory-budget or another --index-factory would reach it",
+            what, config.target_recall, chosen.recall_at_10, chosen.nprobe, chosen.candidates,
+        )  # fmt: skip
+    return _Measured(curve, chosen, len(evalset.rows))

@@ -80,6 +80,30 @@ def iter_live(folder: Path, live: LiveSet, dim: int) -> Iterator[LiveChunk]:
         )
 
 
+@dataclass(frozen=True)
+class CaptionChunk:
+    """The caption embeddings of one part file's current rows that have a caption."""
+
+    ids: np.ndarray  # their item ids
+    vectors: np.ndarray  # (len(ids), dim) float32
+
+
+def iter_live_captions(folder: Path, files: list[LiveFile], dim: int) -> Iterator[CaptionChunk]:
+    """Current rows' caption embeddings, file by file (`text_embedding` is null for
+    items without a caption: those are left out)."""
+    for part in files:
+        if not part.mask.any():
+            continue
+        table = pq.read_table(folder / part.entry.file, columns=["id", "text_embedding"])
+        table = table.filter(part.mask)
+        column = table.column("text_embedding")
+        table = table.filter(column.is_valid())
+        if table.num_rows:
+            yield CaptionChunk(
+                table.column("id").to_numpy(), read_vectors(table.column("text_embedding"), dim)
+            )
+
+
 def embedded_at(manifest: Manifest, live: LiveSet, ids: np.ndarray) -> np.ndarray:
     """Per row of a version, given its item ids: when the run that embedded the id's current
     row started (the run record of its shard file), as datetime64[us] in UTC. NaT for
