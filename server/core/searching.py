@@ -1,6 +1,10 @@
 """One query's search, from its vector to its hits: what to fetch (depth, filter, plan),
 searching batches of queries that share settings, and shaping what comes back (the
-item itself left out, min_score, near-duplicates collapsed, the page cut out)."""
+item itself left out, min_score, near-duplicates collapsed, the page cut out).
+
+A search compares its query with the images or with the captions (Target). Caption hits
+are mapped to their items as soon as they are found, so everything after the search
+works on items either way: a caption hit is its item, scored by its caption."""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipsearch.index.version import IndexVersion, RowSet, SearchResult
+from clipsearch.index.version import CaptionIndex, IndexVersion, RowSet, SearchResult, VectorIndex
+from clipsearch.server.core.calls import RequestError, Status
 from clipsearch.server.core.filter_plan import FilteredPlan
 from clipsearch.server.core.pages import PageToken
-from clipsearch.types import Hit, ItemQuery, SearchQuery
+from clipsearch.types import Hit, ItemQuery, SearchQuery, Target
 
 # With collapsing, fetch this many candidates per hit wanted, and more if it was not enough.
 COLLAPSE_OVERFETCH = 4
@@ -25,8 +30,14 @@ class Planned:
     version: IndexVersion
     offset: int  # hits already returned on earlier pages
     fingerprint: str  # binds the next page's token to this search
-    allowed: RowSet | None = None  # rows a filter lets through; None: every live row
+    # Rows of the searched index (image rows, or caption rows) a filter lets through;
+    # None: every live row.
+    allowed: RowSet | None = None
     plan: FilteredPlan | None = None
+
+    @property
+    def index(self) -> VectorIndex:
+        return target_index(self.version, self.query.options.target)
 
     @property
     def wanted(self) -> int:
@@ -55,12 +66,27 @@ class Neighbours:
     rows: np.ndarray  # -1 where there are fewer
 
 
+def target_index(version: IndexVersion, target: Target) -> VectorIndex:
+    """What a search compares its query with; captions a version lacks are refused."""
+    if target is Target.IMAGES:
+        return version.images
+    if version.captions is None:
+        raise RequestError(
+            Status.FAILED_PRECONDITION,
+            f"index version {version.name} has no captions indexed: embed with "
+            "`clipsearch embed --embed-captions` (items need captions) and build again to "
+            "search captions",
+        )
+    return version.captions
+
+
 def search_batch(items: list[SearchItem]) -> list[Neighbours]:
     """Searches items that share a version, settings and filter together, a group a call."""
     groups: dict[tuple[object, ...], list[int]] = {}
     for n, item in enumerate(items):
         p = item.planned
-        settings = (p.plan, p.query.options.nprobe, p.query.options.candidates)
+        opts = p.query.options
+        settings = (opts.target, p.plan, opts.nprobe, opts.candidates)
         groups.setdefault((id(p.version), id(p.allowed), *settings), []).append(n)
     out: list[Neighbours | None] = [None] * len(items)
     for members in groups.values():
@@ -77,22 +103,24 @@ def search_batch(items: list[SearchItem]) -> list[Neighbours]:
 
 def search(planned: Planned, queries: np.ndarray, k: int) -> SearchResult:
     """Search the planned way; a filtered index search that found fewer rows than the
-    filter lets through is completed exactly, so a filter never costs a hit."""
-    opts, version, allowed, plan = (
-        planned.query.options, planned.version, planned.allowed, planned.plan,
+    filter lets through is completed exactly, so a filter never costs a hit. Rows come
+    back as item rows, whatever the target."""
+    opts, index, allowed, plan = (
+        planned.query.options, planned.index, planned.allowed, planned.plan,
     )  # fmt: skip
     if allowed is None or plan is None:
-        found = version.search(queries, k, opts.nprobe, opts.candidates)
+        found = index.search(queries, k, opts.nprobe, opts.candidates)
     elif plan.exact:
-        found = version.search_rows(queries, k, allowed)
+        found = index.search_rows(queries, k, allowed)
     else:
-        found = version.search(queries, k, plan.nprobe, plan.candidates, allowed)
+        found = index.search(queries, k, plan.nprobe, plan.candidates, allowed)
         short = (found.rows >= 0).sum(axis=1) < min(k, len(allowed))
         if short.any():
-            exact = version.search_rows(queries[short], k, allowed)
+            exact = index.search_rows(queries[short], k, allowed)
             found.scores[short], found.rows[short] = exact.scores, exact.rows
+    rows = index.items_of(found.rows) if isinstance(index, CaptionIndex) else found.rows
     # Cosine similarities of unit vectors; float16 storage can push one past 1.
-    return SearchResult(np.clip(found.scores, -1.0, 1.0), found.rows)
+    return SearchResult(np.clip(found.scores, -1.0, 1.0), rows)
 
 
 @dataclass(frozen=True)
@@ -137,7 +165,9 @@ def _collapse(
     version: IndexVersion, rows: np.ndarray, scores: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     """Greedy, best first: a hit at or above `threshold` cosine similarity to a hit kept
-    before it is folded into that one (the most similar, when several are)."""
+    before it is folded into that one (the most similar, when several are). Compared by
+    their images whatever the target: near-duplicates are the same picture (and the
+    default threshold was measured on images), so caption hits fold the same way."""
     vectors = np.asarray(version.vectors[rows], dtype=np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     kept: list[int] = []

@@ -21,7 +21,7 @@ import torch
 from clipsearch.encoder import ClipEncoder, EncoderInfo, ImageDecodeError
 from clipsearch.index.fields import FieldSchema
 from clipsearch.index.manifest import IndexManifest
-from clipsearch.index.version import IndexVersion, RowSet
+from clipsearch.index.version import CaptionIndex, IndexVersion, RowSet
 from clipsearch.server.core.batcher import (
     Batched,
     Batcher,
@@ -45,6 +45,7 @@ from clipsearch.server.core.searching import (
     search,
     search_batch,
     shape,
+    target_index,
 )
 from clipsearch.types import (
     ClassifyQuery,
@@ -58,7 +59,6 @@ from clipsearch.types import (
     Reloaded,
     SearchQuery,
     SearchResult,
-    Target,
     TextQuery,
     Timing,
     VectorQuery,
@@ -167,21 +167,16 @@ class SearchService:
                 f"pages go {MAX_DEPTH:,} hits deep at most; narrow the search (a filter, "
                 "min_score) to see what lies beyond"
             )
-        if opts.target is Target.CAPTIONS:
-            raise RequestError(
-                Status.FAILED_PRECONDITION,
-                f"index version {version.name} has no captions indexed: embed with "
-                "`clipsearch embed --embed-captions` and build again to search captions",
-            )
+        index = target_index(version, opts.target)  # refuses captions the version lacks
         if opts.filter is None:
             return Planned(query, version, offset, query_print)
         mask = self.filters.mask(
             version.name, opts.filter, version.fields, FieldSchema.of(version.manifest)
         )
-        allowed = RowSet.of(mask)
-        m = version.manifest
-        plan = plan_filtered(len(allowed), m.count, m.nlist,
-                             opts.nprobe or m.default_nprobe, opts.candidates)  # fmt: skip
+        # Filters test items; a caption passes with its item.
+        allowed = index.allowed(mask) if isinstance(index, CaptionIndex) else RowSet.of(mask)
+        plan = plan_filtered(len(allowed), index.count, index.nlist,
+                             opts.nprobe or index.default_nprobe, opts.candidates)  # fmt: skip
         return Planned(query, version, offset, query_print, allowed, plan)
 
     def _search_one(
@@ -245,6 +240,7 @@ class SearchService:
             recall_at_10=reached.recall_at_10 if reached else 0.0,
             recall_at_1=reached.recall_at_1 if reached else 0.0,
             fields=tuple(m.fields),
+            captions=version.captions is not None,
         )
 
     def reload(self) -> Reloaded:
