@@ -5,21 +5,54 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from dataclasses import asdict
 from pathlib import Path
 
 from clipsearch.cli.args import add_connection_arguments, client_tls
 from clipsearch.client import (
+    Collapse,
     ImageQuery,
     ImageUrlQuery,
     ItemQuery,
     SearchClient,
+    Target,
     TextQuery,
 )
 from clipsearch.errors import ClipsearchError
-from clipsearch.types import IndexInfo, LabelScore, Query, SearchResult
+from clipsearch.filters import (
+    AllOf,
+    Between,
+    Condition,
+    Equals,
+    Exists,
+    Filter,
+    In,
+    NotIn,
+    Prefix,
+    Scalar,
+)
+from clipsearch.types import (
+    DEFAULT_COLLAPSE_THRESHOLD,
+    IndexInfo,
+    LabelScore,
+    Query,
+    SearchResult,
+)
 
 KEY_VAR = "CLIPSEARCH_API_KEY"
+WHERE_FORMS = (
+    "write 'FIELD OP VALUE' with OP one of = != < <= > >=, 'FIELD in V1,V2,...', "
+    "'FIELD prefix TEXT', 'FIELD exists' or 'FIELD missing', e.g. 'metadata.year >= 2023'"
+)
+# The field runs up to a space or a comparison sign; word operators stand apart.
+_WHERE = re.compile(
+    r"(?P<field>[^\s=!<>]+)\s*(?P<op>==?|!=|<=|>=|<|>|\s(?:in|prefix|exists|missing)\b)\s*"
+    r"(?P<value>.*)",
+    re.DOTALL,
+)
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_BOUNDS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -36,13 +69,74 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     what.add_argument("--like", type=int, metavar="ID", help="items like this indexed item id")
     what.add_argument("--classify", type=Path, metavar="IMAGE", help="zero-shot classify a file")
-    what.add_argument("--info", action="store_true", help="the served model and index")
+    what.add_argument(
+        "--info", action="store_true", help="the served model and index, and its filterable fields"
+    )
     parser.add_argument("--labels", help="comma-separated labels for --classify, e.g. 'cat,dog'")
-    parser.add_argument("--top-k", type=int, default=10, help="hits to return (default: 10)")
+    parser.add_argument("--top-k", type=int, default=10, help="hits per page (default: 10)")
     parser.add_argument("--nprobe", type=int, help="search effort override for this query")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead of a table; a search prints each page's response (the JSON "
+        "shape of clipsearch.v1.SearchResponse) as one line, so --pages N prints up to N lines",
+    )
     parser.add_argument("--api-key", help=f"the server's API key (default: ${KEY_VAR} if set)")
+    _register_steering(parser)
     parser.set_defaults(run=run_query_command)
+
+
+def _register_steering(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("steering a search")
+    group.add_argument(
+        "--where",
+        action="append",
+        type=_where_argument,
+        default=[],
+        metavar="'FIELD OP VALUE'",
+        help="only items whose field passes; repeat it and all must hold. OP: = != < <= > >= "
+        "in (comma-separated values) prefix exists missing, e.g. 'metadata.year >= 2023', "
+        "'uri prefix /photos/', 'metadata.tags in holiday,beach', 'caption exists'. Values "
+        "that read as numbers (or true/false) are sent as such, others as text; quote one to "
+        "send it as text: \"metadata.code = '0042'\". != passes items without the field. "
+        "`--info` lists the fields",
+    )
+    group.add_argument(
+        "--min-score",
+        type=_score,
+        metavar="SCORE",
+        help="only hits scoring (cosine similarity) at least this, from -1 to 1",
+    )
+    group.add_argument(
+        "--collapse",
+        type=_threshold,
+        nargs="?",
+        const=DEFAULT_COLLAPSE_THRESHOLD,
+        metavar="THRESHOLD",
+        help="fold near-duplicates into the best hit they resemble: hits at or above this "
+        f"cosine similarity to a better one (default: {DEFAULT_COLLAPSE_THRESHOLD})",
+    )
+    group.add_argument(
+        "--captions",
+        action="store_true",
+        help="search the indexed captions instead of the images (needs an index embedded "
+        "with --embed-captions)",
+    )
+    group.add_argument(
+        "--page-token",
+        default="",
+        metavar="TOKEN",
+        help="continue an earlier search from the token its output printed; repeat the "
+        "search's other flags unchanged",
+    )
+    group.add_argument(
+        "--pages",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="fetch N pages of --top-k hits, following each page's token, and print them all "
+        "(fewer when the hits run out; default: 1)",
+    )
 
 
 def run_query_command(args: argparse.Namespace) -> int:
@@ -58,9 +152,38 @@ def run_query_command(args: argparse.Namespace) -> int:
             scores = client.classify(_read(args.classify), labels)
             print(json.dumps([asdict(s) for s in scores]) if args.json else format_scores(scores))
         else:
-            result = client.search(_query(args), top_k=args.top_k, nprobe=args.nprobe)
-            print(json.dumps(result.to_dict(), indent=1) if args.json else format_hits(result))
+            pages = _search(client, args)
+            if args.json:
+                print("\n".join(json.dumps(page.to_dict()) for page in pages))
+            else:
+                print(format_pages(pages))
     return 0
+
+
+def _search(client: SearchClient, args: argparse.Namespace) -> list[SearchResult]:
+    """--pages pages from --page-token on, each asked with the same query and options (a
+    token continues only the search that issued it)."""
+    query = _query(args)
+    collapse = Collapse(args.collapse) if args.collapse is not None else None
+    target = Target.CAPTIONS if args.captions else Target.IMAGES
+    pages: list[SearchResult] = []
+    token = args.page_token
+    for _ in range(args.pages):
+        page = client.search(
+            query,
+            top_k=args.top_k,
+            nprobe=args.nprobe,
+            filter=all_of(args.where),
+            min_score=args.min_score,
+            collapse=collapse,
+            target=target,
+            page_token=token,
+        )
+        pages.append(page)
+        token = page.next_page_token
+        if not token:
+            break
+    return pages
 
 
 def _query(args: argparse.Namespace) -> Query:
@@ -80,16 +203,119 @@ def _read(path: Path) -> bytes:
         raise ClipsearchError(f"cannot read {path}: {err.strerror}") from err
 
 
-def format_hits(result: SearchResult) -> str:
+# --- --where: "FIELD OP VALUE" to a typed condition --------------------------------------
+
+
+def parse_where(text: str) -> Condition:
+    """One --where as a condition; ValueError says what is wrong with it."""
+    match = _WHERE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a condition")
+    name, op, value = match["field"], match["op"].strip(), match["value"].strip()
+    if value[:1] in ("=", "<", ">", "!") and not op.isalpha():  # e.g. `=>`, `<>`: a typo
+        raise ValueError(f"{text!r}: {op}{value[0]} is not an operator")
+    if op in ("exists", "missing"):
+        if value:
+            raise ValueError(f"{text!r}: {op} takes no value")
+        return Condition(name, Exists(op == "exists"))
+    if not value:
+        raise ValueError(f"{text!r}: {op} needs a value")
+    if op == "prefix":
+        quoted = _unquoted(value)
+        return Condition(name, Prefix(value if quoted is None else quoted))
+    if op == "in":
+        values = [part.strip() for part in value.split(",")]
+        if not all(values):
+            raise ValueError(f"{text!r}: in has an empty value between its commas")
+        return Condition(name, In(tuple(scalar(v) for v in values)))
+    if op in ("=", "=="):
+        return Condition(name, Equals(scalar(value)))
+    if op == "!=":
+        return Condition(name, NotIn((scalar(value),)))
+    return Condition(name, Between(**{_BOUNDS[op]: scalar(value)}))
+
+
+def scalar(text: str) -> Scalar:
+    """A value as typed: quoted text stays text; else a number, true/false, or text."""
+    quoted = _unquoted(text)
+    if quoted is not None:
+        return quoted
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    if text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+def _unquoted(text: str) -> str | None:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return None
+
+
+def all_of(conditions: list[Condition]) -> Filter | None:
+    """Every condition must hold (None: no filter)."""
+    if len(conditions) > 1:
+        return AllOf(tuple(conditions))
+    return conditions[0] if conditions else None
+
+
+def _where_argument(text: str) -> Condition:
+    try:
+        return parse_where(text)
+    except ValueError as err:  # argparse then reports a usage error naming --where
+        raise argparse.ArgumentTypeError(f"{err}; {WHERE_FORMS}") from err
+
+
+def _score(text: str) -> float:
+    value = _float(text)
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a cosine similarity (-1 to 1)")
+    return value
+
+
+def _threshold(text: str) -> float:
+    value = _float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a similarity in (0, 1], e.g. 0.94")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+# --- output ---------------------------------------------------------------------------
+
+
+def format_pages(pages: list[SearchResult]) -> str:
+    """One table over the pages, ranks running on, then how to ask for the next page."""
     lines = [f"{'rank':>4}  {'score':>6}  {'id':>20}  uri / caption"]
-    for rank, hit in enumerate(result.hits, 1):
+    hits = [hit for page in pages for hit in page.hits]
+    for rank, hit in enumerate(hits, 1):
         caption = f"  ({hit.caption})" if hit.caption else ""
-        lines.append(f"{rank:>4}  {hit.score:6.3f}  {hit.id:>20}  {hit.uri}{caption}")
-    t = result.timing
-    lines.append(
-        f"{len(result.hits)} hits from index {result.index_version} in {t.total_ms:.1f} ms "
-        f"(encode {t.encode_ms:.1f}, search {t.search_ms:.1f})"
+        similar = f"  +{hit.duplicates} similar" if hit.duplicates else ""
+        lines.append(f"{rank:>4}  {hit.score:6.3f}  {hit.id:>20}  {hit.uri}{caption}{similar}")
+    total, encode, search = (
+        sum(getattr(page.timing, part) for page in pages)
+        for part in ("total_ms", "encode_ms", "search_ms")
     )
+    on_pages = f" on {len(pages)} pages" if len(pages) > 1 else ""
+    lines.append(
+        f"{len(hits)} hits{on_pages} from index {pages[-1].index_version} in {total:.1f} ms "
+        f"(encode {encode:.1f}, search {search:.1f})"
+    )
+    if pages[-1].next_page_token:
+        lines.append(f"next page: --page-token {pages[-1].next_page_token}")
     return "\n".join(lines)
 
 
@@ -101,6 +327,7 @@ def format_scores(scores: list[LabelScore]) -> str:
 
 
 def format_info(info: IndexInfo) -> str:
+    fields = ", ".join(f"{f.name} ({f.type.value}{' list' if f.list else ''})" for f in info.fields)
     rows = [
         ("model", f"{info.model} / {info.pretrained or '-'} ({info.dim}-d, on {info.device})"),
         ("index version", info.index_version or "(none loaded)"),
@@ -108,6 +335,8 @@ def format_info(info: IndexInfo) -> str:
         ("factory", info.factory),
         ("defaults", f"nprobe {info.default_nprobe}, re-rank {info.default_candidates}"),
         ("recall@10", f"{info.recall_at_10:.3f} (target {info.target_recall:.2f})"),
+        ("fields", fields or "(none: built before filters)"),
+        ("captions", "indexed (--captions)" if info.captions else "not indexed"),
     ]
     if info.refused_version:
         rows.append(("refused", f"{info.refused_version}: {info.refused_reason}"))
