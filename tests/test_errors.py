@@ -271,7 +271,9 @@ def test_scores_stay_within_cosine_range_and_metadata_has_no_line_endings(
     query = encoder.encode_images([photos["chelsea"]])
     found = version.search(query, 5)
     assert found.scores.max() > 0.999  # it finds itself
-    from clipsearch.server.core.service import _search_batch, _SearchItem
+    from clipsearch.server.core.searching import Planned, search
+    from clipsearch.types import SearchQuery, VectorQuery
 
-    served = _search_batch([_SearchItem(version, query[0], 5, None, None)])[0]
+    planned = Planned(SearchQuery(VectorQuery(query[0])), version, 0, "")
+    served = search(planned, query, 5)  # what the server answers with
     assert served.scores.max() <= 1.0
