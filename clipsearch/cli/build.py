@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from clipsearch.cli.args import add_engine_arguments
-from clipsearch.index.manifest import IndexManifest
+from clipsearch.index.manifest import CurvePoint, IndexManifest
 from clipsearch.indexer.build.job import BuildConfig, run_build
 from clipsearch.indexer.build.plan import parse_size
 from clipsearch.indexer.build.plot import plot_curve
@@ -97,12 +97,23 @@ def describe(manifest: IndexManifest) -> str:
         f"{manifest.version}: {manifest.factory} over {manifest.count:,} vectors "
         f"({manifest.model}/{manifest.pretrained}, {manifest.dim}-d), "
         f"built in {manifest.build_seconds:.1f} s",
-        f"{'nprobe':>7} {'rerank':>7} {'recall@1':>9} {'recall@10':>10} {'queries/s':>10}",
+        *_curve(manifest.recall_curve, manifest.reached),
     ]
-    for p in manifest.recall_curve:
-        mark = " <- default" if p == manifest.reached else ""
+    captions = manifest.captions
+    if captions is not None:
+        lines += [
+            f"captions: {captions.factory} over {captions.count:,} caption vectors",
+            *_curve(captions.recall_curve, captions.reached),
+        ]
+    return "\n".join(lines)
+
+
+def _curve(points: list[CurvePoint], default: CurvePoint | None) -> list[str]:
+    lines = [f"{'nprobe':>7} {'rerank':>7} {'recall@1':>9} {'recall@10':>10} {'queries/s':>10}"]
+    for p in points:
+        mark = " <- default" if p == default else ""
         lines.append(
             f"{p.nprobe:>7} {p.candidates:>7} {p.recall_at_1:>9.3f} {p.recall_at_10:>10.3f} "
             f"{p.queries_per_second:>10.0f}{mark}"
         )
-    return "\n".join(lines)
+    return lines

@@ -43,5 +43,8 @@ def run_versions_command(args: argparse.Namespace) -> int:
         mark = "*" if current is not None and current.name == name else " "
         reached = manifest.reached
         recall = f"recall@10 {reached.recall_at_10:.3f}" if reached else ""
-        print(f"{mark} {name}  {manifest.created}  {manifest.count:>10,} vectors  {recall}")
+        captions = f"  {manifest.captions.count:,} captions" if manifest.captions else ""
+        print(
+            f"{mark} {name}  {manifest.created}  {manifest.count:>10,} vectors  {recall}{captions}"
+        )
     return 0
