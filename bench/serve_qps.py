@@ -80,7 +80,7 @@ def serve(index: str, mode: str, conn: Connection) -> None:
     from clipsearch.encoder import load_encoder
     from clipsearch.models import ModelSpec
     from clipsearch.server.app import start
-    from clipsearch.server.config import ServerConfig
+    from clipsearch.server.config import NamedIndex, ServerConfig
     from clipsearch.server.core.config import BatchingConfig
 
     encoder = load_encoder(ModelSpec(MODEL, PRETRAINED, device="cpu"))
@@ -88,7 +88,7 @@ def serve(index: str, mode: str, conn: Connection) -> None:
     if mode == "per-request":
         encoder.trim_text = False
         batching = BatchingConfig(max_batch=1, max_wait_ms=0)
-    config = ServerConfig(Path(index), port=0, metrics_port=None, batching=batching)
+    config = ServerConfig(NamedIndex.of(Path(index)), port=0, metrics_port=None, batching=batching)
     running = start(config, encoder)
     conn.send(running.port)
     conn.recv()

@@ -50,10 +50,12 @@ def prepare(workdir: Path) -> tuple[Path, list[Path]]:
 def serve(index: str, conn: Connection) -> None:
     from clipsearch.models import ModelSpec
     from clipsearch.server.app import start
-    from clipsearch.server.config import ServerConfig
+    from clipsearch.server.config import NamedIndex, ServerConfig
 
-    config = ServerConfig(Path(index), port=0, metrics_port=None, reload_interval_s=0.2,
-                          model=ModelSpec(TINY, "none", device="cpu"))  # fmt: skip
+    config = ServerConfig(
+        NamedIndex.of(Path(index)), port=0, metrics_port=None, reload_interval_s=0.2,
+        model=ModelSpec(TINY, "none", device="cpu"),
+    )  # fmt: skip
     running = start(config)
     conn.send(running.port)
     conn.recv()

@@ -200,13 +200,15 @@ class SearchClient:
         collapse: Collapse | None = None,
         target: Target = Target.IMAGES,
         page_token: str = "",
+        index: str = "",
     ) -> SearchResult:
         """The nearest items to `query`. `filter` (built with clipsearch.filters.field)
         limits them by their fields; pass a result's next_page_token as `page_token`, with
-        the same query and options, for the next page."""
+        the same query and options, for the next page. `index` names a served index (needed
+        when the server serves several)."""
         options = SearchOptions(
             top_k, nprobe, rerank_candidates, with_metadata, filter, min_score, collapse,
-            target, page_token,
+            target, page_token, index,
         )  # fmt: skip
         request = search_request(SearchQuery(query, options))
         return _search_result(self._call("Search", self._stub.Search, request))
@@ -216,21 +218,31 @@ class SearchClient:
         response = self._call("BatchSearch", self._stub.BatchSearch, request)
         return [_search_result(r) for r in response.results]
 
-    def embed(self, texts: Sequence[str] = (), images: Sequence[bytes] = ()) -> Embeddings:
-        request = pb.EmbedRequest(texts=list(texts), images=list(images))
+    def embed(
+        self, texts: Sequence[str] = (), images: Sequence[bytes] = (), index: str = ""
+    ) -> Embeddings:
+        request = pb.EmbedRequest(texts=list(texts), images=list(images), index=index)
         response = self._call("Embed", self._stub.Embed, request)
         return Embeddings(_matrix(response.text_embeddings), _matrix(response.image_embeddings))
 
     def classify(
-        self, image: bytes, labels: Sequence[str], templates: Sequence[str] = ()
+        self,
+        image: bytes,
+        labels: Sequence[str],
+        templates: Sequence[str] = (),
+        index: str = "",
     ) -> list[LabelScore]:
-        request = pb.ClassifyRequest(image=image, labels=list(labels), templates=list(templates))
+        request = pb.ClassifyRequest(
+            image=image, labels=list(labels), templates=list(templates), index=index
+        )
         response = self._call("Classify", self._stub.Classify, request)
         return [LabelScore(s.label, s.probability, s.similarity) for s in response.scores]
 
-    def index_info(self) -> IndexInfo:
-        r = self._call("GetIndexInfo", self._stub.GetIndexInfo, pb.GetIndexInfoRequest())
+    def index_info(self, index: str = "") -> IndexInfo:
+        request = pb.GetIndexInfoRequest(index=index)
+        r = self._call("GetIndexInfo", self._stub.GetIndexInfo, request)
         return IndexInfo(
+            index=r.index,
             model=r.model,
             pretrained=r.pretrained,
             dim=r.dim,
@@ -251,6 +263,7 @@ class SearchClient:
                 if f.type in FIELD_TYPES
             ),
             captions=r.captions,
+            served_indexes=tuple(r.served_indexes),
         )
 
     def health(self, service: str = "") -> HealthStatus:
@@ -259,8 +272,9 @@ class SearchClient:
         reply = self._call("Health", self._health.Check, request)
         return HealthStatus(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
-    def reload(self) -> Reloaded:
-        r = self._call("ReloadIndex", self._stub.ReloadIndex, pb.ReloadIndexRequest())
+    def reload(self, index: str = "") -> Reloaded:
+        request = pb.ReloadIndexRequest(index=index)
+        r = self._call("ReloadIndex", self._stub.ReloadIndex, request)
         return Reloaded(
             r.index_version, r.changed, r.refused_version.index_version, r.refused_version.reason
         )
@@ -281,6 +295,7 @@ def search_request(query: SearchQuery) -> pb.SearchRequest:
         omit_metadata=not opts.with_metadata,
         target=pb.TARGET_CAPTIONS if opts.target is Target.CAPTIONS else pb.TARGET_IMAGES,
         page_token=opts.page_token,
+        index=opts.index,
     )
     if opts.filter is not None:
         request.filter.CopyFrom(filter_message(opts.filter))

@@ -71,6 +71,7 @@ class SearchOptions:
     collapse: Collapse | None = None
     target: Target = Target.IMAGES
     page_token: str = ""  # the next_page_token of the previous page
+    index: str = ""  # which served index; "" when the server serves one
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class LabelScore:
 
 @dataclass(frozen=True)
 class IndexInfo:
+    index: str  # its name on this server
     model: str
     pretrained: str
     dim: int
@@ -179,6 +181,7 @@ class IndexInfo:
     refused_reason: str = ""
     fields: tuple[FieldInfo, ...] = ()  # what filters can test
     captions: bool = False  # captions are indexed: Target.CAPTIONS can be searched
+    served_indexes: tuple[str, ...] = ()  # every index the server serves
 
 
 class FieldType(StrEnum):

@@ -33,7 +33,9 @@ from clipsearch.models import ModelSpec
 from clipsearch.server.admission.access import Access
 from clipsearch.server.admission.url_fetch import image_fetcher
 from clipsearch.server.config import ServerConfig
+from clipsearch.server.core.encoding import Encoding
 from clipsearch.server.core.index_holder import IndexHolder, RefusedVersion, ReloadFailedError
+from clipsearch.server.core.served import Served
 from clipsearch.server.core.service import SearchService, compatibility
 from clipsearch.server.grpc.servicer import rpc_handlers
 from clipsearch.server.grpc.tls import server_credentials
@@ -59,7 +61,7 @@ class ServerStartError(ClipsearchError):
 class RunningServer:
     grpc_server: grpc.Server
     port: int
-    service: SearchService
+    served: Served
     health: health.HealthServicer
     metrics: Metrics
     metrics_server: WSGIServer | None
@@ -67,6 +69,11 @@ class RunningServer:
     health_port: int | None = None
     http_server: HttpServer | None = None
     stop_watching: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def service(self) -> SearchService:
+        """The index, when one is served."""
+        return self.served.index("")
 
     @property
     def http_port(self) -> int | None:
@@ -87,7 +94,7 @@ class RunningServer:
         grpc_stopped.wait()
         if self.health_server is not None:
             self.health_server.stop(0).wait()
-        self.service.close()
+        self.served.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
@@ -95,9 +102,9 @@ class RunningServer:
 
 
 def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningServer:
-    """Start serving `config.index_dir`; `encoder` skips loading a model (tests, benchmarks)."""
+    """Start serving `config.indexes`; `encoder` skips loading models (tests, benchmarks)."""
     _check_exposure(config)
-    _check_index_dir(config)
+    _check_index_dirs(config)
     metrics = Metrics()
     security = config.security
     pipeline = Pipeline(Access(security.keys, security.key_limit), metrics)
@@ -126,20 +133,7 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
                 raise _port_taken("metrics", config.host, config.metrics_port,
                                   "--metrics-port", err) from err  # fmt: skip
         http_server = _http_server(config, pipeline)
-        encoder = encoder or load_encoder(_model_to_load(config))
-
-        events = _IndexEvents(metrics, health_servicer)
-        holder = IndexHolder(config.index_dir, compatibility(encoder.info), events)
-        try:
-            holder.reload()
-        except ReloadFailedError as err:  # a fallback may serve; the watcher keeps trying
-            log.error("%s", err, extra={"event": "reload_failed"})
-        if holder.current is None and holder.refused is None:
-            log.warning("no index in %s yet: waiting for a build to publish one", config.index_dir)
-        service = SearchService(
-            encoder, holder, config.limits, config.batching, image_fetcher(config.image_urls),
-            metrics.batch_observer,
-        )  # fmt: skip
+        served = _serve_indexes(config, encoder, metrics, health_servicer)
     except BaseException:
         server.stop(0)
         if health_server is not None:
@@ -149,20 +143,58 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
         if http_server is not None:
             http_server.stop()
         raise
-    for batcher in (service.text_batcher, service.image_batcher, service.search_batcher):
-        metrics.track_queue(batcher.name, batcher.depth)
-    pipeline.service = service
+    pipeline.served = served
     running = RunningServer(
-        server, port, service, health_servicer, metrics, metrics_server, health_server,
+        server, port, served, health_servicer, metrics, metrics_server, health_server,
         health_port, http_server,
     )  # fmt: skip
-    holder.watch(config.reload_interval_s, running.stop_watching)
+    for service in served.indexes.values():
+        service.holder.watch(config.reload_interval_s, running.stop_watching)
     log.info(
         "listening on %s:%d (HTTP: %s, metrics: %s)", config.host, port,
         running.http_port or "off", running.metrics_port or "off",
         extra={"event": "listening", "port": port},
     )  # fmt: skip
     return running
+
+
+def _serve_indexes(
+    config: ServerConfig,
+    encoder: ClipEncoder | None,
+    metrics: Metrics,
+    health_servicer: health.HealthServicer,
+) -> Served:
+    """Every index with its version loaded; indexes of one model share one Encoding.
+    `encoder`, when given, serves every index (tests, benchmarks)."""
+    encodings: dict[ModelSpec | None, Encoding] = {}
+    services: dict[str, SearchService] = {}
+    watched = _Health(health_servicer, [n.name for n in config.indexes])
+    for named in config.indexes:
+        spec = None if encoder is not None else _model_to_load(config, named.path)
+        if spec not in encodings:
+            loaded = encoder or load_encoder(spec)
+            encodings[spec] = Encoding(
+                loaded, config.limits, config.batching, image_fetcher(config.image_urls),
+                metrics.batch_observer(loaded.info.model),
+            )  # fmt: skip
+            for batcher in (encodings[spec].text_batcher, encodings[spec].image_batcher):
+                metrics.track_queue(batcher.name, loaded.info.model, batcher.depth)
+        encoding = encodings[spec]
+        metrics.index_started(named.name)
+        events = _IndexEvents(named.name, metrics, watched)
+        holder = IndexHolder(named.path, compatibility(encoding.encoder.info), events)
+        try:
+            holder.reload()
+        except ReloadFailedError as err:  # a fallback may serve; the watcher keeps trying
+            log.error("%s", err, extra={"event": "reload_failed"})
+        if holder.current is None and holder.refused is None:
+            log.warning("no index in %s yet: waiting for a build to publish one", named.path)
+        service = SearchService(
+            named.name, encoding, holder, config.batching, metrics.batch_observer(named.name)
+        )
+        metrics.track_queue("search", named.name, service.search_batcher.depth)
+        services[named.name] = service
+    return Served(services)
 
 
 def _check_exposure(config: ServerConfig) -> None:
@@ -245,9 +277,13 @@ def _port_taken(
     )
 
 
-def _check_index_dir(config: ServerConfig) -> None:
+def _check_index_dirs(config: ServerConfig) -> None:
+    for named in config.indexes:
+        _check_index_dir(config, named.path)
+
+
+def _check_index_dir(config: ServerConfig, folder: Path) -> None:
     """A typo in --index is likelier than a build still to come: waiting is asked for."""
-    folder = config.index_dir
     if not folder.is_dir():
         raise ServerStartError(
             f"{folder} is not a folder",
@@ -279,39 +315,56 @@ def _health_only_server(
     return server, port
 
 
-class _IndexEvents:
-    """Index changes to metrics and health: SERVING exactly while a version is served."""
+class _Health:
+    """The server is SERVING exactly while every index serves a version; each index also
+    has its own health entry, `clipsearch.v1.SearchService/NAME`."""
 
-    def __init__(self, metrics: Metrics, health_servicer: health.HealthServicer) -> None:
+    def __init__(self, servicer: health.HealthServicer, names: list[str]) -> None:
+        self.servicer = servicer
+        self.serving = dict.fromkeys(names, False)
+
+    def index_serves(self, name: str, serving: bool) -> None:
+        self.serving[name] = serving
+        status = _status(serving)
+        self.servicer.set(f"{SERVICE_NAME}/{name}", status)
+        _set_health(self.servicer, all(self.serving.values()))
+
+
+class _IndexEvents:
+    """One index's changes to metrics and health."""
+
+    def __init__(self, name: str, metrics: Metrics, health_: _Health) -> None:
+        self.name = name
         self.metrics = metrics
-        self.health = health_servicer
+        self.health = health_
 
     def served(
         self, version: IndexVersion | None, refused: RefusedVersion | None, fallback: bool
     ) -> None:
-        self.metrics.served(version, refused, fallback)
-        _set_health(self.health, version is not None)
+        self.metrics.served(self.name, version, refused, fallback)
+        self.health.index_serves(self.name, version is not None)
 
     def reload_failed(self) -> None:
-        self.metrics.reload_failed()
+        self.metrics.reload_failed(self.name)
+
+
+def _status(serving: bool) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    if serving:
+        return health_pb2.HealthCheckResponse.SERVING
+    return health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def _set_health(servicer: health.HealthServicer, serving: bool) -> None:
-    status = (
-        health_pb2.HealthCheckResponse.SERVING
-        if serving
-        else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
-    servicer.set("", status)
-    servicer.set(SERVICE_NAME, status)
+    servicer.set("", _status(serving))
+    servicer.set(SERVICE_NAME, _status(serving))
 
 
-def _model_to_load(config: ServerConfig) -> ModelSpec:
-    """The model the user named, or else the one the served index was built with: the
-    version CURRENT names or, when its manifest cannot be read, the newest readable one."""
+def _model_to_load(config: ServerConfig, index_dir: Path) -> ModelSpec:
+    """The model the user named, or else the one the index was built with: the version
+    CURRENT names or, when its manifest cannot be read, the newest readable one."""
     if config.model is not None:
         return config.model
-    manifest = _newest_manifest(config.index_dir)
+    manifest = _newest_manifest(index_dir)
     if manifest.model.startswith("hf-hub:"):
         return ModelSpec(pretrained=manifest.model, device=config.device)
     return ModelSpec(model=manifest.model, pretrained=manifest.pretrained, device=config.device)

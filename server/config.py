@@ -44,15 +44,28 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class NamedIndex:
+    """An index folder a server serves, and the name requests use for it."""
+
+    name: str
+    path: Path
+
+    @staticmethod
+    def of(path: Path) -> tuple[NamedIndex, ...]:
+        """One index, named after its folder."""
+        return (NamedIndex(path.name or "index", path),)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
-    index_dir: Path
-    # Start even when index_dir holds no version yet, and serve the first one published.
+    indexes: tuple[NamedIndex, ...]
+    # Start even when a folder holds no version yet, and serve the first one published.
     wait_for_index: bool = False
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     metrics_port: int | None = DEFAULT_METRICS_PORT  # None: no metrics endpoint
-    model: ModelSpec | None = None  # None: the model the index was built with
-    device: str = "auto"  # for the model the index names
+    model: ModelSpec | None = None  # None: the model each index was built with
+    device: str = "auto"  # for the models the indexes name
     limits: Limits = field(default_factory=Limits)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     max_concurrent_rpcs: int = 64

@@ -28,41 +28,54 @@ class Metrics:
             "clipsearch_request_seconds", "Server-side latency, by method and face",
             ["rpc", "face"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        # Batches: `of` is the model for text and image stages, the index for search.
         self.batch_size = Histogram(
-            "clipsearch_batch_size", "Items per batch, by stage (text, image, search)", ["stage"],
-            buckets=BATCH_BUCKETS, registry=r,
+            "clipsearch_batch_size", "Items per batch, by stage (text, image, search)",
+            ["stage", "of"], buckets=BATCH_BUCKETS, registry=r,
         )  # fmt: skip
         self.batch_seconds = Histogram(
-            "clipsearch_batch_seconds", "Time to run one batch, by stage", ["stage"],
+            "clipsearch_batch_seconds", "Time to run one batch, by stage", ["stage", "of"],
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.queue_depth = Gauge(
-            "clipsearch_queue_depth", "Items waiting to be batched, by stage", ["stage"], registry=r
-        )
-        self.index_vectors = Gauge(
-            "clipsearch_index_vectors", "Searchable vectors in the served index", registry=r
-        )
-        self.index_version = Gauge(
-            "clipsearch_index_version_info", "1 for the served index version", ["version"],
+            "clipsearch_queue_depth", "Items waiting to be batched, by stage", ["stage", "of"],
             registry=r,
         )  # fmt: skip
+        self.index_vectors = Gauge(
+            "clipsearch_index_vectors", "Searchable vectors in the served version", ["index"],
+            registry=r,
+        )  # fmt: skip
+        self.index_version = Gauge(
+            "clipsearch_index_version_info", "1 for the served index version",
+            ["index", "version"], registry=r,
+        )  # fmt: skip
         self.index_refused = Counter(
-            "clipsearch_index_refused", "Published index versions refused at load", registry=r
-        )
+            "clipsearch_index_refused", "Published index versions refused at load", ["index"],
+            registry=r,
+        )  # fmt: skip
         self.index_fallback = Gauge(
             "clipsearch_index_fallback",
             "1 while serving an older version because the one CURRENT names was refused",
-            registry=r,
-        )
+            ["index"], registry=r,
+        )  # fmt: skip
         self.reload_errors = Counter(
             "clipsearch_index_reload_errors",
             "Checks for a new index version that failed (e.g. CURRENT unreadable)",
-            registry=r,
-        )
-        self._served: str | None = None
+            ["index"], registry=r,
+        )  # fmt: skip
+        self._served: dict[str, str] = {}  # index -> the version its info metric names
 
-    def batch_observer(self, stage: str) -> BatchObserver:
-        size, seconds = self.batch_size.labels(stage), self.batch_seconds.labels(stage)
+    def batch_observer(self, of: str) -> Callable[[str], BatchObserver]:
+        """Observers of the batches of one model or index, by stage."""
+
+        def for_stage(stage: str) -> BatchObserver:
+            return self._observer(stage, of)
+
+        return for_stage
+
+    def _observer(self, stage: str, of: str) -> BatchObserver:
+        size = self.batch_size.labels(stage, of)
+        seconds = self.batch_seconds.labels(stage, of)
 
         def observe(items: int, run_s: float) -> None:
             size.observe(items)
@@ -70,26 +83,35 @@ class Metrics:
 
         return observe
 
-    def track_queue(self, stage: str, depth: Callable[[], int]) -> None:
-        self.queue_depth.labels(stage).set_function(depth)
+    def track_queue(self, stage: str, of: str, depth: Callable[[], int]) -> None:
+        self.queue_depth.labels(stage, of).set_function(depth)
+
+    def index_started(self, index: str) -> None:
+        """Export an index's counters at 0 from the start, so rates exist before events."""
+        self.index_refused.labels(index)
+        self.reload_errors.labels(index)
 
     def served(
-        self, version: IndexVersion | None, refused: RefusedVersion | None, fallback: bool
+        self,
+        index: str,
+        version: IndexVersion | None,
+        refused: RefusedVersion | None,
+        fallback: bool,
     ) -> None:
         if refused is not None:
-            self.index_refused.inc()
-        self.index_fallback.set(1 if fallback else 0)
+            self.index_refused.labels(index).inc()
+        self.index_fallback.labels(index).set(1 if fallback else 0)
         name = version.name if version is not None else None
-        if name != self._served:
-            if self._served is not None:
-                self.index_version.remove(self._served)
+        if name != self._served.get(index):
+            if index in self._served:
+                self.index_version.remove(index, self._served.pop(index))
             if name is not None:
-                self.index_version.labels(name).set(1)
-            self._served = name
-        self.index_vectors.set(version.manifest.count if version is not None else 0)
+                self.index_version.labels(index, name).set(1)
+                self._served[index] = name
+        self.index_vectors.labels(index).set(version.manifest.count if version is not None else 0)
 
-    def reload_failed(self) -> None:
-        self.reload_errors.inc()
+    def reload_failed(self, index: str) -> None:
+        self.reload_errors.labels(index).inc()
 
     def serve(self, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
         """Expose /metrics on an HTTP port; port 0 picks a free one (see server_port)."""

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from clipsearch.server.admission.access import Access
 from clipsearch.server.core.calls import CallContext, RequestError, Rpc, Status
-from clipsearch.server.core.service import SearchService
+from clipsearch.server.core.served import Served
 from clipsearch.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -39,32 +39,32 @@ class Caller:
 
 
 class Pipeline:
-    """Registered before the model is loaded; answers UNAVAILABLE until `service` is set."""
+    """Registered before the models are loaded; answers UNAVAILABLE until `served` is set."""
 
     def __init__(self, access: Access, metrics: Metrics) -> None:
         self.access = access
         self.metrics = metrics
-        self.service: SearchService | None = None
+        self.served: Served | None = None
 
     def run(
         self,
         rpc: Rpc,
         face: Face,
         caller: Caller,
-        work: Callable[[SearchService, CallContext], R],
+        work: Callable[[Served, CallContext], R],
     ) -> R:
-        """`work(service, call)` for an admitted caller. Raises RequestError, and only that:
+        """`work(served, call)` for an admitted caller. Raises RequestError, and only that:
         an unexpected error becomes INTERNAL with a generic message (the log has the rest)."""
         started = time.monotonic()
         status = "OK"
         try:
             with self.access.admit(rpc, caller.authorization):
-                service = self.service
-                if service is None:
+                served = self.served
+                if served is None:
                     raise RequestError(Status.UNAVAILABLE, "the server is still loading its model")
                 if caller.deadline is not None and caller.deadline <= started:
                     raise RequestError(Status.DEADLINE_EXCEEDED, "the deadline passed on arrival")
-                return work(service, CallContext(caller.deadline, caller.is_active))
+                return work(served, CallContext(caller.deadline, caller.is_active))
         except RequestError as err:
             status = err.status.name
             log.info(

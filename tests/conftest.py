@@ -211,13 +211,14 @@ def start_server(
 ) -> Iterator[Callable[..., RunningServer]]:
     """Starts real servers on free loopback ports (with the tiny model); stops them after."""
     from clipsearch.server.app import start
-    from clipsearch.server.config import ServerConfig
+    from clipsearch.server.config import NamedIndex, ServerConfig
 
     running: list[RunningServer] = []
 
     def starter(index_dir: Path, **settings: object) -> RunningServer:
         settings.setdefault("reload_interval_s", 0.2)
-        config = ServerConfig(index_dir, port=0, metrics_port=0, **settings)  # type: ignore[arg-type]
+        indexes = NamedIndex.of(index_dir)
+        config = ServerConfig(indexes, port=0, metrics_port=0, **settings)  # type: ignore[arg-type]
         server = start(config, encoder=tiny_encoder)
         running.append(server)
         return server

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from clipsearch.server.app import RunningServer, start
-from clipsearch.server.config import ServerConfig
+from clipsearch.server.config import NamedIndex, ServerConfig
 from clipsearch.v1 import search_pb2 as pb
 from clipsearch.v1 import search_pb2_grpc
 from tests.served import ServedCollection
@@ -86,7 +86,7 @@ def search_requests(draw: st.DrawFn) -> pb.SearchRequest:
 def fuzzed(
     served_collection: ServedCollection, tiny_encoder: object
 ) -> Iterator[tuple[RunningServer, grpc.Channel]]:
-    config = ServerConfig(served_collection.index, port=0, metrics_port=None)
+    config = ServerConfig(NamedIndex.of(served_collection.index), port=0, metrics_port=None)
     server = start(config, encoder=tiny_encoder)  # type: ignore[arg-type]
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     yield server, channel

@@ -28,7 +28,7 @@ from clipsearch.server.admission.url_fetch import UrlFetchConfig
 from clipsearch.server.app import RunningServer
 from clipsearch.server.config import HttpSettings
 from clipsearch.server.core.batcher import Batcher
-from clipsearch.server.core.service import SearchService
+from clipsearch.server.core.encoding import Encoding
 from clipsearch.v1 import search_pb2 as pb
 from tests.conftest import TINY
 from tests.served import ServedCollection
@@ -136,13 +136,13 @@ def test_too_many_image_urls_are_refused_before_any_is_fetched(
     urls = UrlFetchConfig(enabled=True, allowed_hosts=("images.invalid",))
     server = start_server(served_collection.index, http_port=0, image_urls=urls)
     fetched: list[str] = []
-    fetch = server.service.fetch_image
+    fetch = server.service.encoding.fetch_image
 
     def recording_fetch(url: str) -> bytes:
         fetched.append(url)
         return fetch(url)
 
-    monkeypatch.setattr(server.service, "fetch_image", recording_fetch)
+    monkeypatch.setattr(server.service.encoding, "fetch_image", recording_fetch)
     many = [f"http://images.invalid/{n}.jpg" for n in range(257)]
     status, body = post(server, "/v1/embeddings", embed_body(many))
     message = assert_openai_error(status, body, 400)
@@ -268,10 +268,10 @@ def test_work_of_a_client_that_hangs_up_is_dropped(
     encoded: list[str] = []
     holding, release = threading.Event(), threading.Event()
     liveness: dict[str, Callable[[], bool] | None] = {}
-    encode_texts = SearchService._encode_texts_now
+    encode_texts = Encoding._encode_texts_now
     submit = Batcher.submit
 
-    def recording_encode(self: SearchService, texts: list[str]) -> list[np.ndarray]:
+    def recording_encode(self: Encoding, texts: list[str]) -> list[np.ndarray]:
         encoded.extend(texts)
         if hold in texts:  # keep the text batcher busy, so later texts queue
             holding.set()
@@ -290,7 +290,7 @@ def test_work_of_a_client_that_hangs_up_is_dropped(
         return list(submit(self, items, deadline, is_active))
 
     # On the class, before the server starts: its batcher binds the method at start.
-    monkeypatch.setattr(SearchService, "_encode_texts_now", recording_encode)
+    monkeypatch.setattr(Encoding, "_encode_texts_now", recording_encode)
     monkeypatch.setattr(Batcher, "submit", recording_submit)
     server = start_server(served_collection.index, http_port=0)
     assert server.http_port is not None

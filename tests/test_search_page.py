@@ -459,3 +459,44 @@ window.fetch = async (url, init) => {
   return response;
 };
 """
+
+
+def test_the_page_picks_among_several_indexes(
+    browser: WebDriver,
+    refinable: Path,
+    served_collection: ServedCollection,
+    tmp_path: Path,
+) -> None:
+    """With two indexes served, a selector lists them; the picked one answers searches,
+    its info and its thumbnails."""
+    from clipsearch.server.app import start
+    from clipsearch.server.config import NamedIndex, ServerConfig
+
+    indexes = (
+        NamedIndex("textiles", served_collection.copy_index(tmp_path / "textiles")),
+        NamedIndex("refinable", refinable),
+    )
+    server = start(ServerConfig(indexes, port=0, metrics_port=None, http_port=0))
+    try:
+        open_page(browser, server)
+        picker = Select(browser.find_element(By.ID, "index"))
+        assert [o.text for o in picker.options] == ["textiles", "refinable"]
+        assert browser.find_element(By.ID, "index").is_displayed()
+        search_text(browser, "a photo of a cat")
+        first = wait_for_cards(browser, lambda shown: len(shown) == 24)
+        assert all(Path(card["uri"]).is_relative_to(served_collection.images) for card in first)
+        picker.select_by_visible_text("refinable")
+        WebDriverWait(browser, 30).until(
+            lambda d: f"{ITEMS} images" in d.find_element(By.ID, "info").text
+        )
+        second = wait_for_cards(
+            browser,
+            lambda shown: all(Path(c["uri"]).is_relative_to(refinable.parent) for c in shown),
+        )
+        assert len(second) == 24  # the same query, answered by the other index
+        loaded = browser.execute_script(
+            "return [...document.querySelectorAll('.hit img')].map(i => i.dataset.loaded)"
+        )
+        assert "no" not in loaded  # thumbnails come from the picked index
+    finally:
+        server.stop(0)

@@ -307,10 +307,11 @@ def test_metrics_count_requests_by_rpc_and_status(
     text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read().decode()
     assert 'clipsearch_requests_total{code="OK",face="grpc",rpc="Search"} 1.0' in text
     assert 'clipsearch_requests_total{code="INVALID_ARGUMENT",face="grpc",rpc="Search"} 1.0' in text
-    assert 'clipsearch_batch_size_count{stage="text"}' in text
+    assert 'clipsearch_batch_size_count{of="clipsearch-tiny",stage="text"}' in text
     assert "clipsearch_queue_depth" in text and "clipsearch_index_vectors" in text
     info = client.index_info()
-    assert f'clipsearch_index_version_info{{version="{info.index_version}"}} 1.0' in text
+    line = f'clipsearch_index_version_info{{index="index",version="{info.index_version}"}} 1.0'
+    assert line in text
 
 
 def test_search_results_carry_json_metadata(client: SearchClient) -> None:

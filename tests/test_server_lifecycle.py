@@ -125,7 +125,7 @@ def test_a_bad_new_version_is_refused_and_the_old_one_keeps_serving(
         assert (info.refused_version, info.refused_reason) == ("v999999", outcome.refused_reason)
         assert client.search(TextQuery("still serving")).index_version == served.name
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read()
-    assert b"clipsearch_index_refused_total 1.0" in metrics
+    assert b'clipsearch_index_refused_total{index="index"} 1.0' in metrics
 
 
 def _metric(server: RunningServer, name: str) -> float:
@@ -155,7 +155,7 @@ def test_a_reload_error_is_survived_counted_and_health_stays_truthful(
     pointer = index / "CURRENT"
     pointer.unlink()
     pointer.mkdir()  # reading CURRENT now fails with an OSError, at every check
-    _wait_for(lambda: _metric(server, "clipsearch_index_reload_errors_total") >= 3)
+    _wait_for(lambda: _metric(server, 'clipsearch_index_reload_errors_total{index="index"}') >= 3)
     with SearchClient(f"127.0.0.1:{server.port}") as client:
         assert client.health() is HealthStatus.SERVING  # the old version still answers
         assert client.search(TextQuery("still here")).index_version == served.name
@@ -190,12 +190,12 @@ def test_a_start_with_a_damaged_current_serves_the_newest_good_version(
         assert (info.index_version, info.refused_version) == (good.name, "v000002")
         assert "does not match its checksum" in info.refused_reason
         assert f"serving {good.name}, the newest good version, instead" in info.refused_reason
-        assert _metric(server, "clipsearch_index_fallback") == 1.0
+        assert _metric(server, 'clipsearch_index_fallback{index="index"}') == 1.0
         # A good version published later ends the fallback.
         result = run_build(BuildConfig(served_collection.shards, index, eval_queries=20))
         _wait_for(lambda: client.index_info().index_version == result.manifest.version)
         assert client.index_info().refused_version == ""
-    assert _metric(server, "clipsearch_index_fallback") == 0.0
+    assert _metric(server, 'clipsearch_index_fallback{index="index"}') == 0.0
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from clipsearch.server.admission.quota import Limit
 from clipsearch.server.admission.url_fetch import UrlFetchConfig
 from clipsearch.server.app import start
 from clipsearch.server.config import (
+    NamedIndex,
     SecurityConfig,
     ServerConfig,
     TlsConfig,
@@ -31,14 +33,22 @@ def register(serve: argparse.ArgumentParser) -> None:
         "index was built with. New versions published into INDEX_DIR are picked up without a "
         "restart. SIGTERM drains in-flight requests and exits 0."
     )
-    serve.add_argument("--index", type=Path, required=True, help="the index folder to serve")
+    serve.add_argument(
+        "--index",
+        type=named_index,
+        action="append",
+        required=True,
+        metavar="[NAME=]PATH",
+        help="an index folder to serve, named NAME (default: the folder's name); repeat to "
+        "serve several, which requests then name (indexes of one model share it)",
+    )
     serve.add_argument(
         "--wait",
         action="store_true",
         help="start even if the index folder holds no version yet, and serve the first one a "
         "build publishes (needs --model and --pretrained; default: fail)",
     )
-    defaults = ServerConfig(Path())
+    defaults = ServerConfig(())
     serve.add_argument(
         "--host",
         default=defaults.host,
@@ -167,7 +177,7 @@ def _security(args: argparse.Namespace) -> SecurityConfig:
 
 
 def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
-    server = ServerConfig(Path())
+    server = ServerConfig(())
     batching, limits = server.batching, server.limits
     group = parser.add_argument_group("batching and limits")
     group.add_argument(
@@ -235,9 +245,35 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def named_index(text: str) -> NamedIndex:
+    """`--index photos=/data/photos-index`, or a bare path named after its folder."""
+    name, equals, path = text.partition("=")
+    if not equals:
+        return NamedIndex.of(Path(text))[0]
+    if not NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not an index name: use letters, digits, '_', '.' and '-'"
+        )
+    return NamedIndex(name, Path(path))
+
+
+def _unique(indexes: list[NamedIndex]) -> tuple[NamedIndex, ...]:
+    names = [n.name for n in indexes]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ClipsearchError(
+            f"two indexes are named {twice[0]!r}",
+            hint="give each --index its own name: --index NAME=PATH",
+        )
+    return tuple(indexes)
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
-        index_dir=args.index,
+        indexes=_unique(args.index),
         wait_for_index=args.wait,
         host=args.host,
         port=args.port,

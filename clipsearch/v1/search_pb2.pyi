@@ -30,7 +30,7 @@ FIELD_TYPE_BOOL: FieldType
 FIELD_TYPE_DATE: FieldType
 
 class SearchRequest(_message.Message):
-    __slots__ = ("text", "image", "embedding", "item_id", "image_url", "top_k", "effort", "omit_metadata", "filter", "min_score", "page_token", "collapse", "target")
+    __slots__ = ("text", "image", "embedding", "item_id", "image_url", "top_k", "effort", "omit_metadata", "filter", "min_score", "page_token", "collapse", "target", "index")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class SearchRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     COLLAPSE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     text: str
     image: bytes
     embedding: Vector
@@ -57,7 +58,8 @@ class SearchRequest(_message.Message):
     page_token: str
     collapse: Collapse
     target: Target
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., embedding: _Optional[_Union[Vector, _Mapping]] = ..., item_id: _Optional[int] = ..., image_url: _Optional[str] = ..., top_k: _Optional[int] = ..., effort: _Optional[_Union[SearchEffort, _Mapping]] = ..., omit_metadata: _Optional[bool] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., page_token: _Optional[str] = ..., collapse: _Optional[_Union[Collapse, _Mapping]] = ..., target: _Optional[_Union[Target, str]] = ...) -> None: ...
+    index: str
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[bytes] = ..., embedding: _Optional[_Union[Vector, _Mapping]] = ..., item_id: _Optional[int] = ..., image_url: _Optional[str] = ..., top_k: _Optional[int] = ..., effort: _Optional[_Union[SearchEffort, _Mapping]] = ..., omit_metadata: _Optional[bool] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., page_token: _Optional[str] = ..., collapse: _Optional[_Union[Collapse, _Mapping]] = ..., target: _Optional[_Union[Target, str]] = ..., index: _Optional[str] = ...) -> None: ...
 
 class Collapse(_message.Message):
     __slots__ = ("threshold", "with_ids")
@@ -199,12 +201,14 @@ class BatchSearchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("texts", "images")
+    __slots__ = ("texts", "images", "index")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     images: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    index: str
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., images: _Optional[_Iterable[bytes]] = ..., index: _Optional[str] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("text_embeddings", "image_embeddings", "model", "pretrained")
@@ -219,14 +223,16 @@ class EmbedResponse(_message.Message):
     def __init__(self, text_embeddings: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., image_embeddings: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., model: _Optional[str] = ..., pretrained: _Optional[str] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("image", "labels", "templates")
+    __slots__ = ("image", "labels", "templates", "index")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     labels: _containers.RepeatedScalarFieldContainer[str]
     templates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, image: _Optional[bytes] = ..., labels: _Optional[_Iterable[str]] = ..., templates: _Optional[_Iterable[str]] = ...) -> None: ...
+    index: str
+    def __init__(self, image: _Optional[bytes] = ..., labels: _Optional[_Iterable[str]] = ..., templates: _Optional[_Iterable[str]] = ..., index: _Optional[str] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
     __slots__ = ("scores",)
@@ -245,11 +251,13 @@ class LabelScore(_message.Message):
     def __init__(self, label: _Optional[str] = ..., probability: _Optional[float] = ..., similarity: _Optional[float] = ...) -> None: ...
 
 class GetIndexInfoRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("index",)
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    index: str
+    def __init__(self, index: _Optional[str] = ...) -> None: ...
 
 class GetIndexInfoResponse(_message.Message):
-    __slots__ = ("model", "pretrained", "dim", "count", "index_version", "factory", "default_effort", "target_recall", "recall_at_10", "recall_at_1", "refused_version", "device", "fields", "captions")
+    __slots__ = ("model", "pretrained", "dim", "count", "index_version", "factory", "default_effort", "target_recall", "recall_at_10", "recall_at_1", "refused_version", "device", "fields", "captions", "index", "served_indexes")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRETRAINED_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +272,8 @@ class GetIndexInfoResponse(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     CAPTIONS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SERVED_INDEXES_FIELD_NUMBER: _ClassVar[int]
     model: str
     pretrained: str
     dim: int
@@ -278,7 +288,9 @@ class GetIndexInfoResponse(_message.Message):
     device: str
     fields: _containers.RepeatedCompositeFieldContainer[FieldInfo]
     captions: bool
-    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., dim: _Optional[int] = ..., count: _Optional[int] = ..., index_version: _Optional[str] = ..., factory: _Optional[str] = ..., default_effort: _Optional[_Union[SearchEffort, _Mapping]] = ..., target_recall: _Optional[float] = ..., recall_at_10: _Optional[float] = ..., recall_at_1: _Optional[float] = ..., refused_version: _Optional[_Union[RefusedVersion, _Mapping]] = ..., device: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldInfo, _Mapping]]] = ..., captions: _Optional[bool] = ...) -> None: ...
+    index: str
+    served_indexes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., dim: _Optional[int] = ..., count: _Optional[int] = ..., index_version: _Optional[str] = ..., factory: _Optional[str] = ..., default_effort: _Optional[_Union[SearchEffort, _Mapping]] = ..., target_recall: _Optional[float] = ..., recall_at_10: _Optional[float] = ..., recall_at_1: _Optional[float] = ..., refused_version: _Optional[_Union[RefusedVersion, _Mapping]] = ..., device: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldInfo, _Mapping]]] = ..., captions: _Optional[bool] = ..., index: _Optional[str] = ..., served_indexes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FieldInfo(_message.Message):
     __slots__ = ("name", "type", "list")
@@ -299,8 +311,10 @@ class RefusedVersion(_message.Message):
     def __init__(self, index_version: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReloadIndexRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("index",)
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    index: str
+    def __init__(self, index: _Optional[str] = ...) -> None: ...
 
 class ReloadIndexResponse(_message.Message):
     __slots__ = ("index_version", "changed", "refused_version")

@@ -1,4 +1,5 @@
-"""What the server does, independent of gRPC: encode queries in batches, search, classify.
+"""One served index, independent of the faces: queries encoded by its model's Encoding,
+searched in batches, shaped; its info and reload.
 
 Every model and index call goes through a Batcher, so concurrent requests share batches.
 Each request takes the served index version once and uses it to the end, which is what
@@ -10,27 +11,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TypeVar
 
 import numpy as np
-import torch
 
-from clipsearch.encoder import ClipEncoder, EncoderInfo, ImageDecodeError
+from clipsearch.encoder import ClipEncoder, EncoderInfo
 from clipsearch.index.fields import FieldSchema
 from clipsearch.index.manifest import IndexManifest
 from clipsearch.index.version import CaptionIndex, IndexVersion, RowSet
-from clipsearch.server.core.batcher import (
-    Batched,
-    Batcher,
-    BatchObserver,
-    CallerGoneError,
-    QueueFullError,
-)
+from clipsearch.server.core.batcher import Batched, Batcher, BatchObserver
 from clipsearch.server.core.calls import CallContext, RequestError, Status, invalid
 from clipsearch.server.core.config import BatchingConfig, Limits
+from clipsearch.server.core.encoding import Encoding
 from clipsearch.server.core.filter_plan import plan_filtered
 from clipsearch.server.core.filtering import FilterMasks
 from clipsearch.server.core.futures import completed, flat_map
@@ -47,15 +41,12 @@ from clipsearch.server.core.searching import (
     shape,
     target_index,
 )
+from clipsearch.server.core.waiting import submit, wait
 from clipsearch.types import (
-    ClassifyQuery,
-    Embeddings,
-    EmbedQuery,
     ImageQuery,
     ImageUrlQuery,
     IndexInfo,
     ItemQuery,
-    LabelScore,
     Reloaded,
     SearchQuery,
     SearchResult,
@@ -95,31 +86,28 @@ def compatibility(info: EncoderInfo) -> Callable[[IndexManifest], str | None]:
 class SearchService:
     def __init__(
         self,
-        encoder: ClipEncoder,
+        name: str,
+        encoding: Encoding,
         holder: IndexHolder,
-        limits: Limits,
         batching: BatchingConfig,
-        fetch_image: Callable[[str], bytes],
         observe_batch: Callable[[str], BatchObserver] | None = None,
     ) -> None:
-        """`fetch_image` reads an image URL under the server's rules (or raises
-        RequestError); the core does no network I/O of its own."""
-        self.encoder = encoder
+        self.name = name
+        self.encoding = encoding
         self.holder = holder
-        self.limits = limits
-        self.fetch_image = fetch_image
-
-        def observer(stage: str) -> BatchObserver | None:
-            return observe_batch(stage) if observe_batch else None
-
-        self.text_batcher = Batcher("text", self._encode_texts_now, batching, observer("text"))
-        self.image_batcher = Batcher("image", self._encode_pixels, batching, observer("image"))
-        self.search_batcher = Batcher("search", search_batch, batching, observer("search"))
+        observe = observe_batch("search") if observe_batch else None
+        self.search_batcher = Batcher("search", search_batch, batching, observe)
         self.filters = FilterMasks()
 
+    @property
+    def encoder(self) -> ClipEncoder:
+        return self.encoding.encoder
+
+    @property
+    def limits(self) -> Limits:
+        return self.encoding.limits
+
     def close(self) -> None:
-        self.text_batcher.close()
-        self.image_batcher.close()
         self.search_batcher.close()
 
     # --- RPCs -----------------------------------------------------------------------------
@@ -133,7 +121,7 @@ class SearchService:
             flat_map(vector, partial(self._search_one, plan, call))
             for plan, vector in zip(planned, vectors, strict=True)
         ]
-        done = self._wait(searched, call)
+        done = wait(searched, call)
         total_ms = (time.monotonic() - started) * 1000
         results = []
         for plan, (vector, neighbours) in zip(planned, done, strict=True):
@@ -184,31 +172,8 @@ class SearchService:
     ) -> Future[tuple[_Encoded, Batched[Neighbours]]]:
         """Queue a query's search as soon as its vector exists (in the encoder's thread)."""
         item = SearchItem(planned, vector.vector, planned.fetch())
-        found = self._submit(self.search_batcher, [item], call)[0]
+        found = submit(self.search_batcher, [item], call)[0]
         return flat_map(found, lambda neighbours: completed((vector, neighbours)))
-
-    def embed(self, query: EmbedQuery, call: CallContext) -> Embeddings:
-        """Texts, then images, then image URLs (fetched here, after the request was checked)."""
-        texts = self._encode_texts(list(query.texts), call)
-        named = [(f"images[{n}]", data) for n, data in enumerate(query.images)]
-        named += [(url, self.fetch_image(url)) for url in query.image_urls]
-        return Embeddings(self._stack(texts), self._stack(self._encode_images(named, call)))
-
-    def classify(self, query: ClassifyQuery, call: CallContext) -> list[LabelScore]:
-        image = self._encode_images([("image", query.image)], call)[0]
-        prompts = [t.replace("{}", label) for label in query.labels for t in query.templates]
-        prompt_vectors = self._stack(self._encode_texts(prompts, call))
-        per_label = prompt_vectors.reshape(len(query.labels), len(query.templates), -1).mean(1)
-        per_label /= np.linalg.norm(per_label, axis=1, keepdims=True)
-        similarity = per_label @ image
-        logits = self.encoder.logit_scale * similarity
-        probabilities = np.exp(logits - logits.max())
-        probabilities /= probabilities.sum()
-        order = np.argsort(-probabilities, kind="stable")
-        return [
-            LabelScore(query.labels[i], float(probabilities[i]), float(similarity[i]))
-            for i in order
-        ]
 
     def info(self) -> IndexInfo:
         enc = self.encoder.info
@@ -218,6 +183,7 @@ class SearchService:
         if self.holder.fallback and version is not None:
             reason += f" (serving {version.name}, the newest good version, instead)"
         base = IndexInfo(
+            index=self.name,
             model=enc.model,
             pretrained=enc.pretrained,
             dim=enc.dim,
@@ -286,7 +252,7 @@ class SearchService:
         out: dict[int, Future[_Encoded]] = {}
         texts = [(i, q.text) for i, q in enumerate(queries) if isinstance(q, TextQuery)]
         images = [
-            (i, q.data if isinstance(q, ImageQuery) else self.fetch_image(q.url))
+            (i, q.data if isinstance(q, ImageQuery) else self.encoding.fetch_image(q.url))
             for i, q in enumerate(queries)
             if isinstance(q, ImageQuery | ImageUrlQuery)
         ]
@@ -296,87 +262,11 @@ class SearchService:
             elif isinstance(query, ItemQuery):
                 out[i] = completed(_Encoded(_item_vector(planned[i].version, query.item_id)))
         named = [("image" if len(queries) == 1 else f"queries[{i}].image", d) for i, d in images]
-        pixels = self._pixels(named)
-        pending = self._text_futures([t for _, t in texts], call)
-        pending += self._submit(self.image_batcher, pixels, call) if pixels else []
+        pending = self.encoding.text_futures([t for _, t in texts], call)
+        pending += self.encoding.image_futures(named, call)
         for (i, _), future in zip([*texts, *images], pending, strict=True):
             out[i] = flat_map(future, lambda b: completed(_Encoded(b.value, b.queue_s, b.run_s)))
         return [out[i] for i in range(len(queries))]
-
-    def count_tokens(self, texts: list[str]) -> int:
-        """Tokens the model reads for `texts` (start and end markers included)."""
-        if not texts:
-            return 0
-        return int((self.encoder.tokenize(texts) != 0).sum())
-
-    def _text_futures(
-        self, texts: list[str], call: CallContext
-    ) -> list[Future[Batched[np.ndarray]]]:
-        return self._submit(self.text_batcher, texts, call) if texts else []
-
-    def _encode_texts(self, texts: list[str], call: CallContext) -> list[np.ndarray]:
-        return [b.value for b in self._wait(self._text_futures(texts, call), call)]
-
-    def _encode_images(
-        self, images: list[tuple[str, bytes]], call: CallContext
-    ) -> list[np.ndarray]:
-        pixels = self._pixels(images)
-        if not pixels:
-            return []
-        return [b.value for b in self._wait(self._submit(self.image_batcher, pixels, call), call)]
-
-    def _pixels(self, images: list[tuple[str, bytes]]) -> list[torch.Tensor]:
-        """Named encoded images to model inputs; a bad one fails the request, naming its field."""
-        pixels = []
-        for name, data in images:
-            try:
-                pixels.append(
-                    self.encoder.preprocess_input(data, name, self.limits.max_image_pixels)
-                )
-            except ImageDecodeError as err:
-                raise RequestError(Status.INVALID_ARGUMENT, str(err)) from err
-        return pixels
-
-    def _encode_texts_now(self, texts: list[str]) -> list[np.ndarray]:
-        return list(self.encoder.encode_tokens(self.encoder.tokenize(texts)))
-
-    def _encode_pixels(self, pixels: list[torch.Tensor]) -> list[np.ndarray]:
-        return list(self.encoder.encode_pixels(torch.stack(pixels)))
-
-    def _stack(self, vectors: Sequence[np.ndarray]) -> np.ndarray:
-        if not vectors:
-            return np.empty((0, self.encoder.dim), dtype=np.float32)
-        return np.stack(vectors)
-
-    # --- waiting --------------------------------------------------------------------------
-
-    @staticmethod
-    def _submit(
-        batcher: Batcher[T, U], items: list[T], call: CallContext
-    ) -> list[Future[Batched[U]]]:
-        try:
-            return batcher.submit(items, call.deadline, call.is_active)
-        except QueueFullError as err:
-            raise RequestError(Status.RESOURCE_EXHAUSTED, str(err)) from err
-
-    @staticmethod
-    def _wait(futures: list[Future[T]], call: CallContext) -> list[T]:
-        results = []
-        try:
-            for future in futures:
-                timeout = (
-                    None if call.deadline is None else max(0.0, call.deadline - time.monotonic())
-                )
-                results.append(future.result(timeout))
-        except (FutureTimeout, CallerGoneError) as err:
-            for future in futures:
-                future.cancel()
-            if call.is_active is not None and not call.is_active():
-                raise RequestError(Status.CANCELLED, "the call was cancelled") from err
-            raise RequestError(
-                Status.DEADLINE_EXCEEDED, "the deadline passed before the query was answered"
-            ) from err
-        return results
 
 
 def _item_vector(version: IndexVersion, item_id: int) -> np.ndarray:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from clipsearch.server.core import validate
 from clipsearch.server.core.calls import CallContext, RequestError, Rpc, Status, invalid
-from clipsearch.server.core.service import SearchService
+from clipsearch.server.core.served import Served
 from clipsearch.server.pipeline import Caller, Face, Pipeline
 from clipsearch.server.wire import requests, responses
 from clipsearch.v1 import search_pb2 as pb
@@ -34,40 +36,51 @@ CODES: Mapping[Status, grpc.StatusCode] = {
     Status.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
-# What each RPC does once its request is parsed: (request, service, call) -> response.
-Work = Callable[[M, SearchService, CallContext], Message]
+# What each RPC does once its request is parsed: (request, served indexes, call) -> response.
+Work = Callable[[M, Served, CallContext], Message]
 
 
-def _search(request: pb.SearchRequest, service: SearchService, call: CallContext) -> Message:
+def _search(request: pb.SearchRequest, served: Served, call: CallContext) -> Message:
+    service = served.index(request.index)
     query = requests.parse_search(request, service.encoder.dim, service.limits)
     return responses.search_response(service.search([query], call)[0])
 
 
-def _batch_search(
-    request: pb.BatchSearchRequest, service: SearchService, call: CallContext
-) -> Message:
-    queries = requests.parse_batch(request, service.encoder.dim, service.limits)
-    results = service.search(queries, call)
-    return pb.BatchSearchResponse(results=[responses.search_response(r) for r in results])
+def _batch_search(request: pb.BatchSearchRequest, served: Served, call: CallContext) -> Message:
+    """Queries may name different indexes: each index searches its own, in one batch."""
+    validate.batch_size(len(request.queries), "queries", served.encodings[0].limits)
+    by_index: dict[str, list[int]] = {}
+    for n, query in enumerate(request.queries):
+        by_index.setdefault(query.index, []).append(n)
+    results: dict[int, pb.SearchResponse] = {}
+    for name, members in by_index.items():
+        service = served.index(name, f"queries[{members[0]}].index")
+        queries = requests.parse_batch(request, service.encoder.dim, service.limits, members)
+        for n, result in zip(members, service.search(queries, call), strict=True):
+            results[n] = responses.search_response(result)
+    return pb.BatchSearchResponse(results=[results[n] for n in range(len(request.queries))])
 
 
-def _embed(request: pb.EmbedRequest, service: SearchService, call: CallContext) -> Message:
-    embeddings = service.embed(requests.parse_embed(request, service.limits), call)
-    info = service.encoder.info
+def _embed(request: pb.EmbedRequest, served: Served, call: CallContext) -> Message:
+    encoding = served.encoding(request.index)
+    embeddings = encoding.embed(requests.parse_embed(request, encoding.limits), call)
+    info = encoding.encoder.info
     return responses.embed_response(embeddings, info.model, info.pretrained)
 
 
-def _classify(request: pb.ClassifyRequest, service: SearchService, call: CallContext) -> Message:
-    query = requests.parse_classify(request, service.limits)
-    return responses.classify_response(service.classify(query, call))
+def _classify(request: pb.ClassifyRequest, served: Served, call: CallContext) -> Message:
+    encoding = served.encoding(request.index)
+    query = requests.parse_classify(request, encoding.limits)
+    return responses.classify_response(encoding.classify(query, call))
 
 
-def _index_info(_: pb.GetIndexInfoRequest, service: SearchService, __: CallContext) -> Message:
-    return responses.info_response(service.info())
+def _index_info(request: pb.GetIndexInfoRequest, served: Served, __: CallContext) -> Message:
+    info = served.index(request.index).info()
+    return responses.info_response(replace(info, served_indexes=served.names))
 
 
-def _reload(_: pb.ReloadIndexRequest, service: SearchService, __: CallContext) -> Message:
-    return responses.reload_response(service.reload())
+def _reload(request: pb.ReloadIndexRequest, served: Served, __: CallContext) -> Message:
+    return responses.reload_response(served.index(request.index).reload())
 
 
 WORK: Mapping[Rpc, Work] = {  # type: ignore[type-arg]
@@ -103,8 +116,8 @@ def _handler(
     work: Work,  # type: ignore[type-arg]
 ) -> Callable[[bytes, grpc.ServicerContext], Message]:
     def handle(raw: bytes, context: grpc.ServicerContext) -> Message:
-        def run(service: SearchService, call: CallContext) -> Message:
-            return work(_parse(raw, request_class), service, call)
+        def run(served: Served, call: CallContext) -> Message:
+            return work(_parse(raw, request_class), served, call)
 
         try:
             return pipeline.run(rpc, Face.GRPC, _caller(context), run)

@@ -9,7 +9,8 @@ quotas, limits, deadlines, metrics, logs); only the wire format is its own.
     POST /v1/embeddings       OpenAI's embeddings request and response
     POST /v1/search           a clipsearch.v1.SearchRequest as JSON (protobuf JSON mapping)
     POST /v1/classify         a clipsearch.v1.ClassifyRequest as JSON
-    GET  /v1/index            clipsearch.v1.GetIndexInfoResponse as JSON
+    GET  /v1/index?index=N    clipsearch.v1.GetIndexInfoResponse as JSON (N: a served index)
+    GET  /v1/indexes          the names of the served indexes
     GET  /v1/thumbnails/ID    a thumbnail of an indexed image (only indexed ones)
 """
 
@@ -19,8 +20,8 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from starlette.routing import Route
 from clipsearch.encoder import EncoderInfo
 from clipsearch.server.config import ServerConfig
 from clipsearch.server.core.calls import CallContext, RequestError, Rpc, Status, invalid
-from clipsearch.server.core.service import SearchService
+from clipsearch.server.core.served import Served
 from clipsearch.server.http import openai
 from clipsearch.server.http.openapi import openapi_document
 from clipsearch.server.http.thumbnails import Thumbnails
@@ -60,8 +61,9 @@ class Reply:
     media_type: str = JSON
 
 
-# A route's work once admitted: (service, call, parsed JSON body or None) -> reply.
-Work = Callable[[SearchService, CallContext, Any], Reply]
+# A route's work once admitted: (served indexes, call, the parsed JSON body of a POST or
+# the query parameters of a GET) -> reply.
+Work = Callable[[Served, CallContext, Any], Reply]
 
 
 def served_model_names(info: EncoderInfo) -> list[str]:
@@ -99,6 +101,7 @@ class HttpFace:
             Route("/v1/search", self._route(Rpc.SEARCH, _search), methods=["POST"]),
             Route("/v1/classify", self._route(Rpc.CLASSIFY, _classify), methods=["POST"]),
             Route("/v1/index", self._route(Rpc.GET_INDEX_INFO, _index), methods=["GET"]),
+            Route("/v1/indexes", self._route(Rpc.GET_INDEX_INFO, _indexes), methods=["GET"]),
             Route("/v1/thumbnails/{item_id}", self._thumbnail, methods=["GET"]),
         ]
         return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
@@ -112,11 +115,12 @@ class HttpFace:
     async def _thumbnail(self, request: Request) -> Response:
         item = request.path_params["item_id"]
 
-        def work(service: SearchService, _: CallContext, __: object) -> Reply:
+        def work(served: Served, _: CallContext, params: Mapping[str, str]) -> Reply:
             try:
                 item_id = int(item)
             except ValueError as err:
                 raise invalid(f"{item!r} is not an item id") from err
+            service = served.index(params.get("index", ""))
             return Reply(self.thumbnails.get(service.holder.current, item_id), "image/jpeg")
 
         return await self._answer(request, Rpc.SEARCH, work)
@@ -132,6 +136,7 @@ class HttpFace:
         deadline and a flag that turns when the client disconnects (its queued work is
         then dropped)."""
         body = await self._read_body(request) if request.method == "POST" else None
+        params = dict(request.query_params)
         gone = threading.Event()
         watcher = asyncio.create_task(_watch_disconnect(request, gone))
         caller = Caller(
@@ -140,8 +145,8 @@ class HttpFace:
             is_active=lambda: not gone.is_set(),
         )
 
-        def run(service: SearchService, call: CallContext) -> Reply:
-            return work(service, call, _parse_json(body))
+        def run(served: Served, call: CallContext) -> Reply:
+            return work(served, call, params if body is None else _parse_json(body))
 
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.max_concurrent)
@@ -206,37 +211,47 @@ async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
 # --- the routes' work: typed queries in, replies out ----------------------------------------
 
 
-def _models(service: SearchService, _: CallContext, __: object) -> Reply:
-    names = served_model_names(service.encoder.info)
+def _models(served: Served, _: CallContext, __: object) -> Reply:
+    names = [n for e in served.encodings for n in served_model_names(e.encoder.info)]
     return _json(openai.models_response(names))
 
 
-def _embeddings(service: SearchService, call: CallContext, body: object) -> Reply:
-    served = frozenset(served_model_names(service.encoder.info))
-    request = openai.parse_embeddings_request(body, served, service.limits)
+def _embeddings(served: Served, call: CallContext, body: object) -> Reply:
+    by_name = {n: e for e in served.encodings for n in served_model_names(e.encoder.info)}
+    limits = served.encodings[0].limits  # every model is served under the same limits
+    request = openai.parse_embeddings_request(body, frozenset(by_name), limits)
+    encoding = by_name[request.model]
     query, order = openai.embed_query(request)
-    embedded = service.embed(query, call)
-    vectors = np.empty((len(order), service.encoder.dim), dtype=np.float32)
+    embedded = encoding.embed(query, call)
+    vectors = np.empty((len(order), encoding.encoder.dim), dtype=np.float32)
     vectors[order] = np.concatenate([embedded.texts, embedded.images])
-    tokens = service.count_tokens(list(query.texts))
+    tokens = encoding.count_tokens(list(query.texts))
     return _json(
         openai.embeddings_response(vectors, request.model, request.encoding_format, tokens)
     )
 
 
-def _search(service: SearchService, call: CallContext, body: object) -> Reply:
+def _search(served: Served, call: CallContext, body: object) -> Reply:
     message = _proto(body, pb.SearchRequest())
+    service = served.index(message.index)
     query = requests.parse_search(message, service.encoder.dim, service.limits)
     return _json(service.search([query], call)[0].to_dict())  # the one JSON shape of a hit
 
 
-def _classify(service: SearchService, call: CallContext, body: object) -> Reply:
-    query = requests.parse_classify(_proto(body, pb.ClassifyRequest()), service.limits)
-    return _proto_json(responses.classify_response(service.classify(query, call)))
+def _classify(served: Served, call: CallContext, body: object) -> Reply:
+    message = _proto(body, pb.ClassifyRequest())
+    encoding = served.encoding(message.index)
+    query = requests.parse_classify(message, encoding.limits)
+    return _proto_json(responses.classify_response(encoding.classify(query, call)))
 
 
-def _index(service: SearchService, _: CallContext, __: object) -> Reply:
-    return _proto_json(responses.info_response(service.info()))
+def _index(served: Served, _: CallContext, params: Mapping[str, str]) -> Reply:
+    info = served.index(params.get("index", "")).info()
+    return _proto_json(responses.info_response(replace(info, served_indexes=served.names)))
+
+
+def _indexes(served: Served, _: CallContext, __: object) -> Reply:
+    return _json({"indexes": list(served.names)})
 
 
 def _proto(body: object, message: Message) -> Any:

@@ -108,6 +108,10 @@ def openapi_document() -> dict[str, object]:
     }
     schemas["EmbeddingsResponse"] = {"type": "object", "description": "OpenAI's shape"}
     schemas["ModelList"] = {"type": "object", "description": "OpenAI's shape"}
+    schemas["Indexes"] = {
+        "type": "object",
+        "properties": {"indexes": {"type": "array", "items": {"type": "string"}}},
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "clipsearch", "version": "v1"},
@@ -132,7 +136,12 @@ def openapi_document() -> dict[str, object]:
                     "zero-shot classify an image", "ClassifyRequest", "ClassifyResponse"
                 )
             },
-            "/v1/index": {"get": _operation("the served index", None, "GetIndexInfoResponse")},
+            "/v1/index": {
+                "get": _operation(
+                    "a served index (query parameter `index`)", None, "GetIndexInfoResponse"
+                )
+            },
+            "/v1/indexes": {"get": _operation("the names of the served indexes", None, "Indexes")},
         },
         "components": {"schemas": schemas},
     }

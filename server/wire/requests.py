@@ -45,9 +45,13 @@ def parse_search(request: pb.SearchRequest, dim: int, limits: Limits, at: str = 
     return SearchQuery(_parse_query(request, dim, limits, at), _parse_options(request, limits, at))
 
 
-def parse_batch(request: pb.BatchSearchRequest, dim: int, limits: Limits) -> list[SearchQuery]:
+def parse_batch(
+    request: pb.BatchSearchRequest, dim: int, limits: Limits, members: list[int] | None = None
+) -> list[SearchQuery]:
+    """The batch's queries, or those at `members` (the ones of one index)."""
     validate.batch_size(len(request.queries), "queries", limits)
-    return [parse_search(q, dim, limits, f"queries[{i}].") for i, q in enumerate(request.queries)]
+    chosen = range(len(request.queries)) if members is None else members
+    return [parse_search(request.queries[i], dim, limits, f"queries[{i}].") for i in chosen]
 
 
 def _parse_query(request: pb.SearchRequest, dim: int, limits: Limits, at: str) -> Query:
@@ -89,6 +93,7 @@ def _parse_options(request: pb.SearchRequest, limits: Limits, at: str) -> Search
         collapse=_collapse(request, at) if request.HasField("collapse") else None,
         target=TARGETS[request.target],
         page_token=request.page_token,
+        index=request.index,
     )
 
 

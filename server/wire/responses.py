@@ -82,6 +82,8 @@ def info_response(info: IndexInfo) -> pb.GetIndexInfoResponse:
             pb.FieldInfo(name=f.name, type=FIELD_TYPES[f.type], list=f.list) for f in info.fields
         ],
         captions=info.captions,
+        index=info.index,
+        served_indexes=info.served_indexes,
     )
     if info.refused_version:
         response.refused_version.CopyFrom(
