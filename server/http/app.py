@@ -12,6 +12,9 @@ quotas, limits, deadlines, metrics, logs); only the wire format is its own.
     GET  /v1/index?index=N    clipsearch.v1.GetIndexInfoResponse as JSON (N: a served index)
     GET  /v1/indexes          the names of the served indexes
     GET  /v1/thumbnails/ID    a thumbnail of an indexed image (only indexed ones)
+    POST /knn-service, GET /indices-list, POST /metadata
+                              clip-retrieval's clip-back API (clipback.py), also under
+                              /key/SECRET/ for its clients, which cannot send headers
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ from clipsearch.encoder import EncoderInfo
 from clipsearch.server.config import ServerConfig
 from clipsearch.server.core.calls import CallContext, RequestError, Rpc, Status, invalid
 from clipsearch.server.core.served import Served
-from clipsearch.server.http import openai
+from clipsearch.server.http import clipback, openai
 from clipsearch.server.http.openapi import openapi_document
 from clipsearch.server.http.thumbnails import Thumbnails
 from clipsearch.server.pipeline import Caller, Face, Pipeline
@@ -59,6 +62,7 @@ DRAIN_LIMIT_BYTES = 256 * 1024 * 1024
 class Reply:
     body: bytes
     media_type: str = JSON
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 # A route's work once admitted: (served indexes, call, the parsed JSON body of a POST or
@@ -88,6 +92,7 @@ class HttpFace:
         self.max_body_bytes = config.max_message_bytes
         self.max_concurrent = config.max_concurrent_rpcs
         self.thumbnails = Thumbnails()
+        self.clip_back = clipback.ClipBack(self.thumbnails)
         self.page = PAGE.read_bytes()
         self.openapi = json.dumps(openapi_document()).encode()
         self._limiter: anyio.CapacityLimiter | None = None  # made on the server's loop
@@ -103,6 +108,10 @@ class HttpFace:
             Route("/v1/index", self._route(Rpc.GET_INDEX_INFO, _index), methods=["GET"]),
             Route("/v1/indexes", self._route(Rpc.GET_INDEX_INFO, _indexes), methods=["GET"]),
             Route("/v1/thumbnails/{item_id}", self._thumbnail, methods=["GET"]),
+            *(
+                Route(path, self._clip_back(rpc, work), methods=[method])
+                for path, method, rpc, work in self.clip_back.routes()
+            ),
         ]
         return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
 
@@ -131,6 +140,18 @@ class HttpFace:
 
         return endpoint
 
+    def _clip_back(self, rpc: Rpc, work: clipback.Work) -> Callable[[Request], Any]:
+        def run(served: Served, call: CallContext, body: object) -> Reply:
+            answer = work(served, call, body)
+            return Reply(json.dumps(answer.body).encode(), headers=answer.headers)
+
+        async def endpoint(request: Request) -> Response:
+            response = await self._answer(request, rpc, run)
+            response.headers.update(clipback.CORS)  # errors too, so a page can read them
+            return response
+
+        return endpoint
+
     async def _answer(self, request: Request, rpc: Rpc, work: Work) -> Response:
         """Read the body, then run `work` through the pipeline in a worker thread, with a
         deadline and a flag that turns when the client disconnects (its queued work is
@@ -140,7 +161,7 @@ class HttpFace:
         gone = threading.Event()
         watcher = asyncio.create_task(_watch_disconnect(request, gone))
         caller = Caller(
-            authorization=request.headers.get("authorization"),
+            authorization=_authorization(request),
             deadline=time.monotonic() + self.settings.request_timeout_s,
             is_active=lambda: not gone.is_set(),
         )
@@ -183,6 +204,13 @@ class HttpFace:
                 "or smaller inputs per request",
             )
         return b"".join(chunks)
+
+
+def _authorization(request: Request) -> str | None:
+    """The `authorization` header, or the key of a /key/SECRET/... path (for clients that
+    cannot send headers)."""
+    key = request.path_params.get("key")
+    return request.headers.get("authorization") or (f"Bearer {key}" if key else None)
 
 
 def _parse_json(body: bytes | RequestError | None) -> object:
@@ -276,7 +304,7 @@ def _response(reply: Reply, status: int = 200) -> Response:
         reply.body,
         status_code=status,
         media_type=reply.media_type,
-        headers={"X-Content-Type-Options": "nosniff"},
+        headers={"X-Content-Type-Options": "nosniff", **reply.headers},
     )
 
 
