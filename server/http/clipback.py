@@ -47,8 +47,9 @@ from clipsearch.types import (
 )
 
 KEY_PREFIX = "/key/{key}"  # the path parameter app.py reads as a bearer key
-# On every answer: clip-front is served from another origin than its backend, which
-# clip-back allows.
+# On every answer: clip-front is served from another origin than its backend, as
+# clip-back allows. So any page a browser opens can call these routes: on a server
+# without keys (loopback only) that includes pages from elsewhere.
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "X-Clipsearch-Ignored, X-Clipsearch-Clamped",
