@@ -41,6 +41,8 @@ class HttpSettings:
 
     idle_timeout_s: float = 5.0  # keep-alive, and waiting for a request's headers
     request_timeout_s: float = 60.0  # a request's deadline (gRPC callers set their own)
+    # Origins whose pages may read clip-back answers (clip-front runs on its own); "*": any.
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

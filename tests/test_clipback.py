@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from clipsearch.indexer import BuildConfig, EmbedConfig, SourceSpec, run_build, 
 from clipsearch.server.admission.keys import KeyRing, parse_keys
 from clipsearch.server.admission.url_fetch import UrlFetchConfig
 from clipsearch.server.app import RunningServer, start
-from clipsearch.server.config import NamedIndex, SecurityConfig, ServerConfig
+from clipsearch.server.config import HttpSettings, NamedIndex, SecurityConfig, ServerConfig
 from clipsearch.types import DEFAULT_COLLAPSE_THRESHOLD, SearchResult
 from tests.clip_retrieval import ClipRetrieval, install
 from tests.served import ServedCollection
@@ -56,6 +57,8 @@ CAPTIONS = {
 CHELSEAS = ("chelsea", "chelsea-q35", "chelsea-crop")
 TEXTILES = 8
 UNCAPTIONED = {"textile-6", "textile-7"}
+
+ANY_ORIGIN = HttpSettings(cors_origins=("*",))  # clip-front runs on its own origin
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def collection(
 
 @pytest.fixture
 def server(collection: Collection, start_server: Callable[..., RunningServer]) -> RunningServer:
-    return start_server(collection.index, http_port=0)
+    return start_server(collection.index, http_port=0, http=ANY_ORIGIN)
 
 
 def url(server: RunningServer, path: str = "") -> str:
@@ -195,7 +198,7 @@ def test_clip_client_image_urls_are_fetched_under_the_servers_rules(
 ) -> None:
     loopback = UrlFetchConfig(enabled=True, allowed_hosts=("127.0.0.1",),
                               allowed_networks=(ip_network("127.0.0.0/8"),))  # fmt: skip
-    server = start_server(collection.index, http_port=0, image_urls=loopback)
+    server = start_server(collection.index, http_port=0, image_urls=loopback, http=ANY_ORIGIN)
     client = clip_retrieval.client(url=url(server, "/knn-service"), indice_name=NAME,
                                    num_images=5, deduplicate=False)  # fmt: skip
     photo = collection.images / "rocket.jpg"
@@ -460,3 +463,25 @@ def browser() -> Iterator[Any]:
     driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     yield driver
     driver.quit()
+
+
+def test_cross_origin_reading_is_off_unless_an_origin_is_allowed(
+    collection: Collection, start_server: Callable[..., RunningServer]
+) -> None:
+    """A keyless local server must not hand its answers to any page the user opens."""
+    body = json.dumps({"text": "a cat", "num_images": 1}).encode()
+
+    def cors(server: RunningServer, origin: str) -> str | None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.http_port}/knn-service", data=body,
+            headers={"Origin": origin, "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request) as answer:
+            return answer.headers.get("Access-Control-Allow-Origin")
+
+    closed = start_server(collection.index, http_port=0)
+    assert cors(closed, "http://evil.example") is None
+    front = HttpSettings(cors_origins=("http://localhost:8000",))
+    one = start_server(collection.index, http_port=0, http=front)
+    assert cors(one, "http://localhost:8000") == "http://localhost:8000"
+    assert cors(one, "http://evil.example") is None

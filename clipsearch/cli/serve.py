@@ -17,6 +17,7 @@ from clipsearch.server.admission.quota import Limit
 from clipsearch.server.admission.url_fetch import UrlFetchConfig
 from clipsearch.server.app import start
 from clipsearch.server.config import (
+    HttpSettings,
     NamedIndex,
     SecurityConfig,
     ServerConfig,
@@ -62,7 +63,16 @@ def register(serve: argparse.ArgumentParser) -> None:
         "--http-port",
         type=int,
         help="also serve HTTP on this port: OpenAI-compatible /v1/embeddings, JSON "
-        "/v1/search and /v1/classify, and a search page at / (default: off)",
+        "/v1/search and /v1/classify, clip-retrieval's clip-back API (/knn-service, "
+        "/indices-list, /metadata), and a search page at / (default: off)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages from this origin read clip-back answers, e.g. a clip-front at "
+        "http://localhost:8000; * for any (repeatable; default: none)",
     )
     serve.add_argument(
         "--metrics-port",
@@ -288,6 +298,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         grace_s=args.grace,
         health_port=args.health_port,
         http_port=args.http_port,
+        http=HttpSettings(cors_origins=tuple(args.cors_origin)),
         max_connection_age_s=args.max_connection_age,
         security=_security(args),
         image_urls=_image_urls(args),

@@ -147,10 +147,27 @@ class HttpFace:
 
         async def endpoint(request: Request) -> Response:
             response = await self._answer(request, rpc, run)
-            response.headers.update(clipback.CORS)  # errors too, so a page can read them
+            response.headers.update(self._cors(request))  # errors too, so a page can read them
             return response
 
         return endpoint
+
+    def _cors(self, request: Request) -> dict[str, str]:
+        """Cross-origin reading for the origins `--cors-origin` allows, and no others: a page
+        a user happens to open must not read a keyless local server's photos."""
+        allowed = self.settings.cors_origins
+        origin = request.headers.get("origin", "")
+        if "*" in allowed:
+            granted = "*"
+        elif origin and origin in allowed:
+            granted = origin
+        else:
+            return {}
+        return {
+            "Access-Control-Allow-Origin": granted,
+            "Access-Control-Expose-Headers": clipback.EXPOSED,
+            "Vary": "Origin",
+        }
 
     async def _answer(self, request: Request, rpc: Rpc, work: Work) -> Response:
         """Read the body, then run `work` through the pipeline in a worker thread, with a

@@ -47,13 +47,8 @@ from clipsearch.types import (
 )
 
 KEY_PREFIX = "/key/{key}"  # the path parameter app.py reads as a bearer key
-# On every answer: clip-front is served from another origin than its backend, as
-# clip-back allows. So any page a browser opens can call these routes: on a server
-# without keys (loopback only) that includes pages from elsewhere.
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "X-Clipsearch-Ignored, X-Clipsearch-Clamped",
-}
+# Headers a page on another origin (clip-front) may read, when --cors-origin allows it.
+EXPOSED = "X-Clipsearch-Ignored, X-Clipsearch-Clamped"
 MODALITIES: Mapping[str, Target] = {"image": Target.IMAGES, "text": Target.CAPTIONS}
 INPUTS = ("text", "image", "image_url", "embedding_input")
 IGNORED = ("use_mclip", "use_safety_model", "use_violence_detector", "aesthetic_score",

@@ -108,6 +108,9 @@ def openapi_document() -> dict[str, object]:
     }
     schemas["EmbeddingsResponse"] = {"type": "object", "description": "OpenAI's shape"}
     schemas["ModelList"] = {"type": "object", "description": "OpenAI's shape"}
+    schemas["ClipBack"] = {
+        "description": "clip-retrieval's clip-back shapes: see its clip_client.py",
+    }
     schemas["Indexes"] = {
         "type": "object",
         "properties": {"indexes": {"type": "array", "items": {"type": "string"}}},
@@ -142,6 +145,13 @@ def openapi_document() -> dict[str, object]:
                 )
             },
             "/v1/indexes": {"get": _operation("the names of the served indexes", None, "Indexes")},
+            "/knn-service": {
+                "post": _operation("clip-retrieval's clip-back search", "ClipBack", "ClipBack")
+            },
+            "/indices-list": {"get": _operation("clip-back: the served indexes", None, "ClipBack")},
+            "/metadata": {
+                "post": _operation("clip-back: metadata of item ids", "ClipBack", "ClipBack")
+            },
         },
         "components": {"schemas": schemas},
     }
