@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-index bench-serve bench-faces soak
+.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-index bench-filter bench-serve bench-faces soak
 
 venv: $(STAMP)
 
@@ -70,6 +70,11 @@ $(AUTOFAISS_VENV)/bin/autofaiss:
 BENCH_DIR ?= /tmp/clipsearch-bench-index
 bench-index: venv $(AUTOFAISS_VENV)/bin/autofaiss
 	$(BIN)/python -m bench.index_vs_autofaiss $(BENCH_DIR) --autofaiss $(AUTOFAISS_VENV)/bin/autofaiss
+
+# The searches are timed on one thread, numpy's BLAS included (the build takes every core).
+BENCH_FILTER_DIR ?= /tmp/clipsearch-bench-filter
+bench-filter: venv
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m bench.filter --workdir $(BENCH_FILTER_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
