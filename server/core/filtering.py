@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import TypeAlias
 
@@ -29,6 +30,7 @@ import pyarrow.compute as pc
 
 from clipsearch.filters import Filter
 from clipsearch.index.fields import FieldSchema, arrow_type, live_rows
+from clipsearch.index.version import RowSet
 from clipsearch.server.core.filter_check import (
     Checked,
     Every,
@@ -126,8 +128,20 @@ def _scalar_of(info: FieldInfo) -> FieldInfo:
     return FieldInfo(info.name, info.type)
 
 
+@dataclass
+class _Entry:
+    mask: np.ndarray
+    rows: dict[str, RowSet] = field(default_factory=dict)  # by what they are rows of
+
+    @property
+    def nbytes(self) -> int:
+        return self.mask.nbytes + sum(r.rows.nbytes + r.bits.nbytes for r in self.rows.values())
+
+
 class FilterMasks:
-    """Row masks by (version name, filter), the least recently used dropped first.
+    """Row masks by (version name, filter), with the RowSets searches make of them, the
+    least recently used dropped first: a repeated filter costs neither its evaluation nor
+    the RowSet (about 1 ms per query at 1M rows, more than a whole unfiltered search).
 
     Thread-safe: the lock guards only the map. Two threads missing the same filter at once
     both compute it, and either answer is right. Masks are read-only: callers share them.
@@ -138,7 +152,7 @@ class FilterMasks:
     ) -> None:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
-        self._masks: OrderedDict[tuple[str, Filter], np.ndarray] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, Filter], _Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -152,31 +166,59 @@ class FilterMasks:
     ) -> np.ndarray:
         """The rows of `version` that `filter` lets through. Raises RequestError
         (INVALID_ARGUMENT) for a filter the version cannot answer."""
+        return self._entry(version, filter, table, schema, path).mask
+
+    def rows(
+        self,
+        version: str,
+        filter: Filter,
+        table: pa.Table,
+        schema: FieldSchema,
+        of: str,
+        derive: Callable[[np.ndarray], RowSet],
+        path: str = "filter",
+    ) -> RowSet:
+        """`derive(mask)`, cached with the mask under `of` (what the rows index: the
+        images, the captions)."""
+        entry = self._entry(version, filter, table, schema, path)
+        found = entry.rows.get(of)
+        if found is None:
+            found = derive(entry.mask)
+            with self._lock:
+                if of not in entry.rows:
+                    entry.rows[of] = found
+                    self._bytes += found.rows.nbytes + found.bits.nbytes
+                    self._evict()
+        return found
+
+    def _entry(
+        self, version: str, filter: Filter, table: pa.Table, schema: FieldSchema, path: str
+    ) -> _Entry:
         # Checked before the lookup, never cached: Equals(True) and Equals(1.0) are equal
         # keys in Python, and only the check tells which one the field's type accepts.
         checked = check(filter, schema, path)
         key = (version, filter)
         with self._lock:
-            cached = self._masks.get(key)
+            cached = self._entries.get(key)
             if cached is not None:
-                self._masks.move_to_end(key)
+                self._entries.move_to_end(key)
                 return cached
         mask = row_mask(checked, table)
         mask.flags.writeable = False
         with self._lock:
-            if key not in self._masks:
-                self._masks[key] = mask
+            if key not in self._entries:
+                self._entries[key] = _Entry(mask)
                 self._bytes += mask.nbytes
                 self._evict()
-        return mask
+            return self._entries[key]
 
     def _evict(self) -> None:
-        while len(self._masks) > 1 and (
-            len(self._masks) > self._max_entries or self._bytes > self._max_bytes
+        while len(self._entries) > 1 and (
+            len(self._entries) > self._max_entries or self._bytes > self._max_bytes
         ):
-            _, dropped = self._masks.popitem(last=False)
+            _, dropped = self._entries.popitem(last=False)
             self._bytes -= dropped.nbytes
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._masks)
+            return len(self._entries)

@@ -158,11 +158,12 @@ class SearchService:
         index = target_index(version, opts.target)  # refuses captions the version lacks
         if opts.filter is None:
             return Planned(query, version, offset, query_print)
-        mask = self.filters.mask(
-            version.name, opts.filter, version.fields, FieldSchema.of(version.manifest)
-        )
-        # Filters test items; a caption passes with its item.
-        allowed = index.allowed(mask) if isinstance(index, CaptionIndex) else RowSet.of(mask)
+        allowed = self.filters.rows(
+            version.name, opts.filter, version.fields, FieldSchema.of(version.manifest),
+            opts.target.value,
+            # Filters test items; a caption passes with its item.
+            index.allowed if isinstance(index, CaptionIndex) else RowSet.of,
+        )  # fmt: skip
         plan = plan_filtered(len(allowed), index.count, index.nlist,
                              opts.nprobe or index.default_nprobe, opts.candidates)  # fmt: skip
         return Planned(query, version, offset, query_print, allowed, plan)
