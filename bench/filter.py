@@ -18,13 +18,11 @@ Run: make bench-filter  (or: .venv/bin/python -m bench.filter [--vectors 1000000
    bench-filter` sets OPENBLAS_NUM_THREADS=1), interleaved query by query so that a load
    change on the machine hits every way alike:
    (a) unfiltered search at the index's default settings;
-   (b) clipsearch's filtered search as the server runs it: the mask from FilterMasks, a
-       RowSet of it, plan_filtered, searching.search (with the server's depth, top_k + 1).
-       Its queries/s are with the mask cached, as the server serves a repeated filter;
-       "1st ms" is the first query's latency with the mask evaluated (an empty cache),
-       "plan ms" the server's planning of each query with the mask cached (lookup,
-       RowSet.of, plan_filtered), and "RowSet kept" the same searches planned once: what
-       the plan's searches cost without the per-query RowSet;
+   (b) clipsearch's filtered search as the server runs it: searching.planned (the mask
+       and its RowSet from the FilterMasks cache, plan_filtered), searching.search (with the
+       server's depth, top_k + 1). Its queries/s are with the cache warm, as the server
+       serves a repeated filter; "1st ms" is the first query's latency with the mask
+       evaluated (an empty cache), "plan ms" the server's planning of each query;
    (c) post-filtering as clip-retrieval does it: the index searched unfiltered at its
        default settings for k' = 10*k candidates, the rows the filter refuses dropped.
    Recall@10 is against the exact neighbours; "short" counts queries given fewer than
@@ -65,7 +63,7 @@ from clipsearch.index.version import IndexVersion, RowSet, SearchResult
 from clipsearch.indexer.build.plan import parse_size
 from clipsearch.server.core.filter_plan import plan_filtered
 from clipsearch.server.core.filtering import FilterMasks
-from clipsearch.server.core.searching import Planned, search, target_index
+from clipsearch.server.core.searching import Planned, planned, search
 from clipsearch.types import SearchOptions, SearchQuery, VectorQuery
 from clipsearch.version import VERSION
 
@@ -267,15 +265,9 @@ class Bench:
         return Bench(config, version, queries, cases, masks, truth)
 
     def _planned(self, case: Case, masks: FilterMasks, vector: np.ndarray) -> Planned:
-        """The server's planning of a filtered query (service._plan), for a vector query."""
-        version = self.version
+        """The server's own planning of a filtered query (a vector query)."""
         query = SearchQuery(VectorQuery(vector), SearchOptions(top_k=K, filter=case.filter))
-        index = target_index(version, query.options.target)
-        schema = FieldSchema.of(version.manifest)
-        mask = masks.mask(version.name, case.filter, version.fields, schema)
-        allowed = RowSet.of(mask)
-        plan = plan_filtered(len(allowed), index.count, index.nlist, index.default_nprobe, None)
-        return Planned(query, version, 0, "bench", allowed, plan)
+        return planned(query, self.version, 0, "bench", masks)
 
     def _unfiltered(self, vector: np.ndarray) -> np.ndarray:
         return _rows(Planned(SearchQuery(VectorQuery(vector)), self.version, 0, "bench"), vector)
@@ -305,9 +297,9 @@ class Bench:
         print(f"\nselectivity {matches / index.count:.2%}: {matches:,} rows match; "
               f"plan: {how}")  # fmt: skip
         print(f"{'':15}{'unfiltered':>14} | {'clipsearch filtered, as served':<44}| "
-              f"{'RowSet kept':<13}| post-filter")  # fmt: skip
+              "post-filter")  # fmt: skip
         print(f"{'rows':7}{'queries':8}{'recall':>6}{'q/s':>7} |{'recall':>7}{'q/s':>7}"
-              f"{'ratio':>6}{'short':>6}{'1st ms':>7}{'plan ms':>8} |{'q/s':>6}{'ratio':>6} |"
+              f"{'ratio':>6}{'short':>6}{'1st ms':>7}{'plan ms':>8} |"
               f"{'recall':>7}{'q/s':>6}{'short':>6}")  # fmt: skip
         for case in cases:
             mask, wanted = self.masks[case.key], min(K, case.matches)
@@ -317,23 +309,20 @@ class Bench:
             self._filtered(case, masks, vector)
             first_ms = (time.perf_counter() - started) * 1000
             plan_ms = self._plan_ms(case, masks, vector)
-            once = self._planned(case, masks, vector)  # planned once, the RowSet kept
             for kind, queries in self.queries.items():
-                plain, ours, kept, post = Tally(), Tally(), Tally(), Tally()
+                plain, ours, post = Tally(), Tally(), Tally()
                 for i, vector in enumerate(queries):
                     every, exact = self.truth[f"{kind}/all"][i], self.truth[f"{kind}/{case.key}"][i]
                     plain.measure(partial(self._unfiltered, vector), every, K)
                     ours.measure(partial(self._filtered, case, masks, vector), exact, wanted)
-                    kept.measure(partial(_rows, once, vector), exact, wanted)
                     post.measure(partial(self._post_filtered, mask, vector), exact, wanted)
                 print(f"{case.layout:7}{kind:8}{plain.recall:6.3f}{plain.qps:7.0f} |"
                       f"{ours.recall:7.3f}{ours.qps:7.0f}{ours.qps / plain.qps:6.2f}"
                       f"{ours.short:6}{first_ms:7.1f}{plan_ms:8.2f} |"
-                      f"{kept.qps:6.0f}{kept.qps / plain.qps:6.2f} |"
                       f"{post.recall:7.3f}{post.qps:6.0f}{post.short:6}", flush=True)  # fmt: skip
 
     def _plan_ms(self, case: Case, masks: FilterMasks, vector: np.ndarray, reps: int = 50) -> float:
-        """The server's per-query planning with the mask cached: lookup, RowSet, plan."""
+        """The server's per-query planning with the cache warm."""
         started = time.perf_counter()
         for _ in range(reps):
             self._planned(case, masks, vector)

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clipsearch.index.fields import FieldSchema
 from clipsearch.index.version import CaptionIndex, IndexVersion, RowSet, SearchResult, VectorIndex
 from clipsearch.server.core.calls import RequestError, Status
-from clipsearch.server.core.filter_plan import FilteredPlan
+from clipsearch.server.core.filter_plan import FilteredPlan, plan_filtered
+from clipsearch.server.core.filtering import FilterMasks
 from clipsearch.server.core.pages import PageToken
 from clipsearch.types import Hit, ItemQuery, SearchQuery, Target
 
@@ -49,6 +51,26 @@ class Planned:
         extra = 1 if isinstance(self.query.query, ItemQuery) else 0  # the item itself
         overfetch = COLLAPSE_OVERFETCH if self.query.options.collapse else 1
         return self.wanted * overfetch * factor + extra
+
+
+def planned(
+    query: SearchQuery, version: IndexVersion, offset: int, fingerprint: str, filters: FilterMasks
+) -> Planned:
+    """A query's search on `version`: what its target index is, and with a filter, the
+    rows it lets through (cached per version and filter) and how to search them."""
+    opts = query.options
+    index = target_index(version, opts.target)  # refuses captions the version lacks
+    if opts.filter is None:
+        return Planned(query, version, offset, fingerprint)
+    allowed = filters.rows(
+        version.name, opts.filter, version.fields, FieldSchema.of(version.manifest),
+        opts.target.value,
+        # Filters test items; a caption passes with its item.
+        index.allowed if isinstance(index, CaptionIndex) else RowSet.of,
+    )  # fmt: skip
+    plan = plan_filtered(len(allowed), index.count, index.nlist,
+                         opts.nprobe or index.default_nprobe, opts.candidates)  # fmt: skip
+    return Planned(query, version, offset, fingerprint, allowed, plan)
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,14 +18,12 @@ from typing import TypeVar
 import numpy as np
 
 from clipsearch.encoder import ClipEncoder, EncoderInfo
-from clipsearch.index.fields import FieldSchema
 from clipsearch.index.manifest import IndexManifest
-from clipsearch.index.version import CaptionIndex, IndexVersion, RowSet
+from clipsearch.index.version import IndexVersion
 from clipsearch.server.core.batcher import Batched, Batcher, BatchObserver
 from clipsearch.server.core.calls import CallContext, RequestError, Status, invalid
 from clipsearch.server.core.config import BatchingConfig, Limits
 from clipsearch.server.core.encoding import Encoding
-from clipsearch.server.core.filter_plan import plan_filtered
 from clipsearch.server.core.filtering import FilterMasks
 from clipsearch.server.core.futures import completed, flat_map
 from clipsearch.server.core.index_holder import IndexHolder, ReloadFailedError
@@ -36,10 +34,10 @@ from clipsearch.server.core.searching import (
     Planned,
     SearchItem,
     Shaped,
+    planned,
     search,
     search_batch,
     shape,
-    target_index,
 )
 from clipsearch.server.core.waiting import submit, wait
 from clipsearch.types import (
@@ -155,18 +153,7 @@ class SearchService:
                 f"pages go {MAX_DEPTH:,} hits deep at most; narrow the search (a filter, "
                 "min_score) to see what lies beyond"
             )
-        index = target_index(version, opts.target)  # refuses captions the version lacks
-        if opts.filter is None:
-            return Planned(query, version, offset, query_print)
-        allowed = self.filters.rows(
-            version.name, opts.filter, version.fields, FieldSchema.of(version.manifest),
-            opts.target.value,
-            # Filters test items; a caption passes with its item.
-            index.allowed if isinstance(index, CaptionIndex) else RowSet.of,
-        )  # fmt: skip
-        plan = plan_filtered(len(allowed), index.count, index.nlist,
-                             opts.nprobe or index.default_nprobe, opts.candidates)  # fmt: skip
-        return Planned(query, version, offset, query_print, allowed, plan)
+        return planned(query, version, offset, query_print, self.filters)
 
     def _search_one(
         self, planned: Planned, call: CallContext, vector: _Encoded
