@@ -15,7 +15,17 @@ SUBCOMMANDS = subcommands(build_parser())
 
 
 def test_the_commands_a_user_sees() -> None:
-    expected = {"models", "encode", "embed", "build", "versions", "serve", "query", "health"}
+    expected = {
+        "models",
+        "encode",
+        "embed",
+        "import",
+        "build",
+        "versions",
+        "serve",
+        "query",
+        "health",
+    }
     assert set(SUBCOMMANDS) == expected
     assert len({c.module for c in COMMANDS.values()}) == len(COMMANDS)  # a module each
 

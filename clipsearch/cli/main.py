@@ -46,6 +46,11 @@ COMMANDS: dict[str, Command] = {
         "embed images and texts with the CLIP model and print their similarities",
     ),
     "embed": Command("clipsearch.cli.embed", "embed an image collection into Parquet shards"),
+    "import": Command(
+        "clipsearch.cli.imports",
+        "turn existing embeddings (clip-retrieval output, .npy, Parquet) into Parquet shards "
+        "without running the model",
+    ),
     "build": Command(
         "clipsearch.cli.build",
         "build a FAISS index from Parquet shards and publish it as a new version",
