@@ -125,8 +125,8 @@ def search_batch(items: list[SearchItem]) -> list[Neighbours]:
 
 def search(planned: Planned, queries: np.ndarray, k: int) -> SearchResult:
     """Search the planned way; a filtered index search that found fewer rows than the
-    filter lets through is completed exactly, so a filter never costs a hit. Rows come
-    back as item rows, whatever the target."""
+    filter lets through visits more lists, then scans exactly, so a filter never costs a
+    hit. Rows come back as item rows, whatever the target."""
     opts, index, allowed, plan = (
         planned.query.options, planned.index, planned.allowed, planned.plan,
     )  # fmt: skip
@@ -135,14 +135,35 @@ def search(planned: Planned, queries: np.ndarray, k: int) -> SearchResult:
     elif plan.exact:
         found = index.search_rows(queries, k, allowed)
     else:
-        found = index.search(queries, k, plan.nprobe, plan.candidates, allowed)
-        short = (found.rows >= 0).sum(axis=1) < min(k, len(allowed))
-        if short.any():
-            exact = index.search_rows(queries[short], k, allowed)
-            found.scores[short], found.rows[short] = exact.scores, exact.rows
+        found = _filtered_search(index, queries, k, plan, allowed)
     rows = index.items_of(found.rows) if isinstance(index, CaptionIndex) else found.rows
     # Cosine similarities of unit vectors; float16 storage can push one past 1.
     return SearchResult(np.clip(found.scores, -1.0, 1.0), rows)
+
+
+# A filtered index search that comes back short (the lists it visited held fewer
+# matching rows than wanted: a filter whose rows cluster away from the query) visits this
+# many times more lists, up to all of them, before scanning the matching rows exactly:
+# the scan of many rows costs far more than a few more lists.
+RETRY_NPROBE_FACTOR = 8
+
+
+def _filtered_search(
+    index: VectorIndex, queries: np.ndarray, k: int, plan: FilteredPlan, allowed: RowSet
+) -> SearchResult:
+    wanted = min(k, len(allowed))
+    nprobe = plan.nprobe or index.default_nprobe
+    found = index.search(queries, k, nprobe, plan.candidates, allowed)
+    short = (found.rows >= 0).sum(axis=1) < wanted
+    while short.any() and nprobe < index.nlist:
+        nprobe = min(index.nlist, nprobe * RETRY_NPROBE_FACTOR)
+        deeper = index.search(queries[short], k, nprobe, plan.candidates, allowed)
+        found.scores[short], found.rows[short] = deeper.scores, deeper.rows
+        short = (found.rows >= 0).sum(axis=1) < wanted
+    if short.any():
+        exact = index.search_rows(queries[short], k, allowed)
+        found.scores[short], found.rows[short] = exact.scores, exact.rows
+    return found
 
 
 @dataclass(frozen=True)
