@@ -151,7 +151,7 @@ def embeddings_response(
 def _encode(vector: np.ndarray, encoding: str) -> list[float] | str:
     if encoding == "base64":  # little-endian float32, as OpenAI's clients decode it
         return base64.b64encode(vector.astype("<f4").tobytes()).decode()
-    return [float(v) for v in vector]
+    return [float(v) for v in vector.tolist()]  # tolist: C floats, not numpy scalars
 
 
 def models_response(names: list[str], owner: str = "clipsearch") -> dict[str, object]:
