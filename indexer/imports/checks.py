@@ -23,18 +23,18 @@ class NormStats:
 
     checked: int = 0
     off: int = 0  # rows whose norm is more than NORM_TOLERANCE from 1
-    lowest: float = 1.0
-    highest: float = 1.0
+    lowest: float = np.inf  # the extreme norms of those rows
+    highest: float = 0.0
 
     def add(self, norms: np.ndarray) -> NormStats:
-        if not len(norms):
-            return self
-        off = int(np.count_nonzero(np.abs(norms - 1.0) > NORM_TOLERANCE))
+        off = norms[np.abs(norms - 1.0) > NORM_TOLERANCE]
+        if not len(off):
+            return NormStats(self.checked + len(norms), self.off, self.lowest, self.highest)
         return NormStats(
             self.checked + len(norms),
-            self.off + off,
-            min(self.lowest, float(norms.min())),
-            max(self.highest, float(norms.max())),
+            self.off + len(off),
+            min(self.lowest, float(off.min())),
+            max(self.highest, float(off.max())),
         )
 
     def describe(self) -> str | None:
