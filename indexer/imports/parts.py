@@ -146,8 +146,9 @@ def _table_chunk(table: TableFile, batch: pa.Table) -> TableChunk:
         height = _sizes(batch.column("height"))
     metadata: list[str | None] = [None] * rows
     if table.metadata_columns:
-        records = batch.select(list(table.metadata_columns)).to_pylist()
-        metadata = [_json(record) for record in records]
+        names = table.metadata_columns
+        values = zip(*(batch.column(name).to_pylist() for name in names), strict=True)
+        metadata = [_json(dict(zip(names, row, strict=True))) for row in values]
     return TableChunk(uris, captions, metadata, width, height)
 
 
@@ -166,7 +167,10 @@ def _sizes(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _json(record: dict[str, object]) -> str:
-    return json.dumps(_clean(record), default=_json_default, sort_keys=True, allow_nan=False)
+    try:
+        return _ENCODER.encode(record)
+    except ValueError:  # NaN somewhere: the slow path cleans it
+        return _ENCODER.encode(_clean(record))
 
 
 def _clean(value: object) -> object:
@@ -186,3 +190,7 @@ def _json_default(value: object) -> str:
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
     return str(value)
+
+
+# One encoder for every row: json.dumps with options builds a new one per call (3x slower).
+_ENCODER = json.JSONEncoder(sort_keys=True, allow_nan=False, default=_json_default)
