@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -9,7 +12,6 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
-from clipsearch.checksum import file_sha256
 from clipsearch.errors import ClipsearchError
 from clipsearch.index.fields import read_fields
 from clipsearch.index.manifest import (
@@ -26,11 +28,13 @@ from clipsearch.index.manifest import (
 )
 from clipsearch.index.records import RecordStore
 from clipsearch.index.vector_index import RowSet, SearchResult, VectorIndex, ivf_of
+from clipsearch.index.verified import DamagedFileError, StampStore, Verification, verify_files
 
 __all__ = [
     "CaptionIndex",
     "IndexLoadError",
     "IndexVersion",
+    "LoadTimings",
     "RowSet",
     "SearchResult",
     "VectorIndex",
@@ -67,26 +71,54 @@ class CaptionIndex(VectorIndex):
         return RowSet.of(items[self.item_rows])
 
 
-class IndexVersion:
-    """A loaded version. Immutable once opened: search settings are passed per call."""
+@dataclass(frozen=True)
+class LoadTimings:
+    """Where a load's time went, in seconds."""
 
-    def __init__(self, path: Path) -> None:
+    manifest_s: float
+    verify_s: float  # checksums (clipsearch.index.verified)
+    index_s: float  # faiss.read_index: the index file is read into memory
+    arrays_s: float  # ids, vectors, records and captions memory-mapped
+    check_s: float  # shapes checked against the manifest, ids sorted for lookups
+
+    @property
+    def total_s(self) -> float:
+        return self.manifest_s + self.verify_s + self.index_s + self.arrays_s + self.check_s
+
+
+class IndexVersion:
+    """A loaded version. Immutable once opened: search settings are passed per call.
+
+    Every file is checked against the manifest's checksum before anything reads it; with
+    `stamps`, files verified before and unchanged since are not hashed again (see
+    clipsearch.index.verified for what that still catches)."""
+
+    def __init__(self, path: Path, stamps: StampStore | None = None) -> None:
         self.path = path
+        laps = [time.perf_counter()]
         try:
             self.manifest = IndexManifest.from_json((path / MANIFEST_FILE).read_text())
-            _verify_files(path, self.manifest.files)
+            laps.append(time.perf_counter())
+            self.verification: Verification = verify_files(path, self.manifest.files, stamps)
+            laps.append(time.perf_counter())
             flags = faiss.IO_FLAG_ONDISK_SAME_DIR if self.manifest.on_disk else 0
             self.index = faiss.read_index(str(path / INDEX_FILE), flags)
+            laps.append(time.perf_counter())
             self.ids = np.load(path / IDS_FILE, mmap_mode="r")
             self.vectors = np.load(path / VECTORS_FILE, mmap_mode="r")
             self.records = RecordStore(path)
             self.captions = _load_captions(path, self.manifest.captions, flags)
+            laps.append(time.perf_counter())
+        except DamagedFileError as err:
+            raise IndexLoadError(str(err)) from err
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
             raise IndexLoadError(f"{path}: cannot load this index version: {err}") from err
         self._check()
         order = np.argsort(self.ids, kind="stable")
         self._sorted_ids = np.asarray(self.ids)[order]
         self._sorted_rows = order
+        laps.append(time.perf_counter())
+        self.timings = LoadTimings(*(b - a for a, b in itertools.pairwise(laps)))
         m = self.manifest
         self.images = VectorIndex(self.index, self.vectors, m.default_nprobe, m.rerank_candidates)
         self.ivf = self.images.ivf
@@ -165,15 +197,6 @@ class IndexVersion:
         if at < len(self._sorted_ids) and self._sorted_ids[at] == item_id and item_id != REMOVED:
             return int(self._sorted_rows[at])
         return None
-
-
-def _verify_files(folder: Path, expected: dict[str, str]) -> None:
-    """Refuses a version whose files were truncated, bit-flipped or replaced since its build."""
-    for name, digest in expected.items():
-        if not (folder / name).exists():
-            raise IndexLoadError(f"{folder}: {name} is missing")
-        if file_sha256(folder / name) != digest:
-            raise IndexLoadError(f"{folder}: {name} does not match its checksum (damaged)")
 
 
 def _load_captions(
