@@ -80,6 +80,28 @@ class SearchQuery:
     options: SearchOptions = SearchOptions()
 
 
+class QueryKind(StrEnum):
+    """Which of CLIP's towers made a query's vector. Text embeddings sit apart from image
+    embeddings (the modality gap), so an index needs, and keeps, search settings for each."""
+
+    IMAGE = "image"  # image, image URL, item and vector queries
+    TEXT = "text"
+
+
+def query_kind(query: Query) -> QueryKind:
+    return QueryKind.TEXT if isinstance(query, TextQuery) else QueryKind.IMAGE
+
+
+class QuerySource(StrEnum):
+    """Where a build's evaluation queries of one kind came from."""
+
+    HELD_OUT = "held_out"  # rows of the searched index, each left out of its own results
+    IMAGES = "images"  # the version's image vectors (image queries against the captions)
+    CAPTIONS = "captions"  # the collection's caption embeddings (text against the images)
+    PROMPTS = "prompts"  # the model's text tower on clipsearch's prompt set
+    NOT_MEASURED = "not_measured"  # none: the settings are those of the other kind
+
+
 @dataclass(frozen=True)
 class EmbedQuery:
     """Texts, images and image URLs to embed; vectors come back in that order."""
@@ -163,6 +185,26 @@ class LabelScore:
 
 
 @dataclass(frozen=True)
+class SearchDefaults:
+    """The default search settings for one kind of query, and what they reached at build
+    time (recall 0 when that kind was not measured)."""
+
+    nprobe: int = 0
+    candidates: int = 0
+    recall_at_10: float = 0.0
+    recall_at_1: float = 0.0
+    source: QuerySource = QuerySource.NOT_MEASURED
+    # Text queries from captions: how often a caption's own image is among the 10 hits at
+    # these settings, and among its 10 exact nearest images (the model's own ceiling).
+    own_image_at_10: float | None = None
+    own_image_at_10_exact: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.source is not QuerySource.NOT_MEASURED
+
+
+@dataclass(frozen=True)
 class IndexInfo:
     index: str  # its name on this server
     model: str
@@ -172,11 +214,13 @@ class IndexInfo:
     count: int = 0
     index_version: str = ""
     factory: str = ""
+    # The defaults of image, image-URL, item and vector queries, and what they reached.
     default_nprobe: int = 0
     default_candidates: int = 0
     target_recall: float = 0.0
     recall_at_10: float = 0.0
     recall_at_1: float = 0.0
+    text: SearchDefaults = SearchDefaults()  # the defaults of text queries
     refused_version: str = ""
     refused_reason: str = ""
     fields: tuple[FieldInfo, ...] = ()  # what filters can test

@@ -20,10 +20,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from clipsearch.checksum import file_sha256
 from clipsearch.models import EmbeddingSpace, PreprocessConfig, preprocess_from_json
-from clipsearch.types import FieldInfo, FieldType
+from clipsearch.types import FieldInfo, FieldType, QueryKind, QuerySource
 
 INDEX_FORMAT = "clipsearch-index/1"
 INDEX_FILE = "index.faiss"
@@ -55,6 +56,9 @@ class CurvePoint:
     recall_at_1: float
     recall_at_10: float
     queries_per_second: float  # single query, single thread
+    # Queries with a known true match (captions: their own image): how often it is among
+    # the 10 hits. None for other queries.
+    own_image_at_10: float | None = None
 
 
 def reached_point(curve: list[CurvePoint], nprobe: int, candidates: int) -> CurvePoint | None:
@@ -63,9 +67,55 @@ def reached_point(curve: list[CurvePoint], nprobe: int, candidates: int) -> Curv
 
 
 @dataclass(frozen=True)
+class MeasuredDefaults:
+    """One kind of query's default search settings on one index, and the measurement
+    behind them: the cheapest settings that reached the target on `eval_queries` queries
+    from `source`. Not measured: the other kind's settings, an empty curve, and why."""
+
+    source: QuerySource
+    default_nprobe: int
+    rerank_candidates: int
+    recall_curve: list[CurvePoint]
+    eval_queries: int
+    # Queries with a known true match (captions: their own image): how often exact search
+    # puts it among the 10 nearest, the ceiling of CurvePoint.own_image_at_10.
+    own_image_at_10_exact: float | None = None
+    note: str = ""  # why it was not measured
+
+    @property
+    def measured(self) -> bool:
+        return self.source is not QuerySource.NOT_MEASURED
+
+    @property
+    def reached(self) -> CurvePoint | None:
+        return reached_point(self.recall_curve, self.default_nprobe, self.rerank_candidates)
+
+    def copied(self, note: str) -> MeasuredDefaults:
+        """These settings, for a kind of query that was not measured."""
+        return MeasuredDefaults(
+            QuerySource.NOT_MEASURED, self.default_nprobe, self.rerank_candidates, [], 0,
+            note=note,
+        )  # fmt: skip
+
+    @staticmethod
+    def from_json(raw: dict[str, Any]) -> MeasuredDefaults:
+        """From a manifest's decoded JSON (what to_json wrote of it)."""
+        curve = [CurvePoint(**p) for p in raw["recall_curve"]]
+        return MeasuredDefaults(
+            **{**raw, "recall_curve": curve, "source": QuerySource(raw["source"])}
+        )
+
+
+# Why a version built before per-kind defaults has no text (or caption image) figures.
+BUILT_BEFORE_KINDS = "built before text and image queries were measured apart"
+
+
+@dataclass(frozen=True)
 class CaptionsManifest:
     """The captions of a version's items, indexed for Target.CAPTIONS: planned, built
-    and measured as the images are (caption vectors as the queries)."""
+    and measured as the images are. The top-level settings and curve are those of text
+    queries, measured on held-out captions (text is the natural query of a caption index);
+    `image_queries` those of image queries, measured on the version's image vectors."""
 
     count: int  # captions indexed: the live items that have one
     factory: str
@@ -74,10 +124,20 @@ class CaptionsManifest:
     default_nprobe: int
     recall_curve: list[CurvePoint]
     eval_queries: int
+    image_queries: MeasuredDefaults | None = None  # None: built before it was measured
 
     @property
     def reached(self) -> CurvePoint | None:
         return reached_point(self.recall_curve, self.default_nprobe, self.rerank_candidates)
+
+    def defaults(self, kind: QueryKind) -> MeasuredDefaults:
+        text = MeasuredDefaults(
+            QuerySource.HELD_OUT, self.default_nprobe, self.rerank_candidates,
+            self.recall_curve, self.eval_queries,
+        )  # fmt: skip
+        if kind is QueryKind.TEXT:
+            return text
+        return self.image_queries or text.copied(BUILT_BEFORE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -98,6 +158,8 @@ class IndexManifest:
     count: int  # vectors searchable (removed rows excluded)
     rows: int  # rows in the index, removed ones included
     nlist: int
+    # The defaults and curve of image queries (image, image URL, item, vector), measured
+    # on held-out collection vectors; text queries have their own in `text_queries`.
     rerank_candidates: int  # 0: results come straight from the index
     default_nprobe: int
     target_recall: float
@@ -120,6 +182,10 @@ class IndexManifest:
     # None: no captions indexed (the shards hold no caption embeddings, or the version
     # was built before caption search).
     captions: CaptionsManifest | None = None
+    # Text queries' defaults, measured on caption embeddings or the model's prompts; not
+    # measured (the image settings, with why) when the model could not be loaded. None:
+    # built before per-kind defaults (text queries get the image settings).
+    text_queries: MeasuredDefaults | None = None
 
     @property
     def space(self) -> EmbeddingSpace:
@@ -129,6 +195,16 @@ class IndexManifest:
     def reached(self) -> CurvePoint | None:
         """The measured point of the default search settings."""
         return reached_point(self.recall_curve, self.default_nprobe, self.rerank_candidates)
+
+    def defaults(self, kind: QueryKind) -> MeasuredDefaults:
+        """The default search settings of a kind of query on the images."""
+        image = MeasuredDefaults(
+            QuerySource.HELD_OUT, self.default_nprobe, self.rerank_candidates,
+            self.recall_curve, self.eval_queries,
+        )  # fmt: skip
+        if kind is QueryKind.IMAGE:
+            return image
+        return self.text_queries or image.copied(BUILT_BEFORE_KINDS)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
@@ -149,7 +225,13 @@ class IndexManifest:
         ]
         if (captions := raw.get("captions")) is not None:
             curve = [CurvePoint(**p) for p in captions["recall_curve"]]
-            raw["captions"] = CaptionsManifest(**{**captions, "recall_curve": curve})
+            image = captions.get("image_queries")
+            raw["captions"] = CaptionsManifest(**{
+                **captions, "recall_curve": curve,
+                "image_queries": MeasuredDefaults.from_json(image) if image else None,
+            })  # fmt: skip
+        if (text := raw.get("text_queries")) is not None:
+            raw["text_queries"] = MeasuredDefaults.from_json(text)
         return IndexManifest(**raw)
 
 
