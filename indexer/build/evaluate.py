@@ -1,7 +1,10 @@
-"""Measured recall: exact neighbours of held-out queries against what the index returns.
+"""Measured recall: exact neighbours of evaluation queries against what the index returns.
 
-Queries are rows of the collection. A query's own row is excluded from both the exact
-and the approximate neighbours, so recall measures finding *other* items.
+Held-out queries are rows of the searched index: a query's own row is excluded from both
+the exact and the approximate neighbours, so recall measures finding *other* items.
+Queries from elsewhere (text embeddings against the images, images against the captions)
+have no row to exclude; some have a known true match (a caption's own image), and how
+often it is found is measured too.
 """
 
 from __future__ import annotations
@@ -23,21 +26,26 @@ TIMED_QUERIES = 200
 EXACT_CHUNK_ROWS = 65_536
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EvalSet:
-    rows: np.ndarray  # query rows
-    queries: np.ndarray  # their vectors, float32
+    queries: np.ndarray  # float32
     # (queries, depth) exact neighbour rows, best first, self excluded; depth is K, or
     # fewer in a collection without K other items to find.
     truth: np.ndarray
+    rows: np.ndarray | None = None  # held out: each query's own row; None: from elsewhere
+    own: np.ndarray | None = None  # a known true match of each query (a row), if any
+
+    @property
+    def own_at_10_exact(self) -> float | None:
+        """How often the known match is among the exact nearest: the ceiling of search."""
+        return None if self.own is None else _own_rate(self.truth, self.own)
 
 
 def make_eval_set(vectors: np.ndarray, ids: np.ndarray, count: int, seed: int = 0) -> EvalSet:
     """Sample `count` live rows as queries and find their exact neighbours by a full scan
     (on every GPU faiss sees, if any)."""
     live = np.flatnonzero(np.asarray(ids) != REMOVED)
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(live, size=min(count, len(live)), replace=False))
+    rows = sample_rows(ids, count, seed)
     queries = np.asarray(vectors[rows], dtype=np.float32)
     # Asking for no more neighbours than exist leaves no unfilled (-1) slots in the truth.
     k = min(K + 1, len(live))
@@ -45,7 +53,28 @@ def make_eval_set(vectors: np.ndarray, ids: np.ndarray, count: int, seed: int = 
         queries, _live_chunks(vectors, live), k, metric_type=faiss.METRIC_INNER_PRODUCT
     )
     # The scan numbers live rows 0, 1, ...: map them back to row numbers.
-    return EvalSet(rows, queries, _without_self(live[found], rows, max(k - 1, 0)))
+    return EvalSet(queries, _without_self(live[found], rows, max(k - 1, 0)), rows)
+
+
+def sample_rows(ids: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """Up to `count` live rows, sorted, the same ones for the same seed."""
+    live = np.flatnonzero(np.asarray(ids) != REMOVED)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(live, size=min(count, len(live)), replace=False))
+
+
+def outside_eval_set(
+    queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, own: np.ndarray | None = None
+) -> EvalSet:
+    """Queries that are not rows of the searched index, with their exact neighbours among
+    its live rows (as make_eval_set finds them); `own`: each one's known true match."""
+    live = np.flatnonzero(np.asarray(ids) != REMOVED)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(K, len(live))
+    _, found = knn_ground_truth(
+        queries, _live_chunks(vectors, live), k, metric_type=faiss.METRIC_INNER_PRODUCT
+    )
+    return EvalSet(queries, live[found], own=own)
 
 
 def _live_chunks(vectors: np.ndarray, live: np.ndarray) -> Iterator[np.ndarray]:
@@ -65,16 +94,21 @@ def nprobe_candidates(nlist: int) -> list[int]:
 
 
 def measure(index: VectorIndex, evalset: EvalSet, nprobe: int, candidates: int) -> CurvePoint:
-    result = index.search(evalset.queries, K + 1, nprobe or None, candidates or None)
     depth = evalset.truth.shape[1]
-    found = _without_self(result.rows, evalset.rows, depth)
+    k = K + 1 if evalset.rows is not None else K  # one more for the query's own row
+    result = index.search(evalset.queries, k, nprobe or None, candidates or None)
+    if evalset.rows is not None:
+        found = _without_self(result.rows, evalset.rows, depth)
+    else:
+        found = result.rows[:, :depth]
     # Every query has `depth` neighbours to find (with none, there is nothing to miss), so
     # the overall intersection is the mean per-query recall; truth holds no -1, so unfilled
     # results never count as found.
     recall_10 = float(knn_intersection_measure(found, evalset.truth)) if depth else 1.0
     recall_1 = float(knn_intersection_measure(found[:, :1], evalset.truth[:, :1])) if depth else 1.0
     qps = _single_thread_qps(index, evalset, nprobe, candidates)
-    return CurvePoint(nprobe, candidates, recall_1, recall_10, qps)
+    own = None if evalset.own is None else _own_rate(result.rows[:, :K], evalset.own)
+    return CurvePoint(nprobe, candidates, recall_1, recall_10, qps, own)
 
 
 def recall_curve(
@@ -128,6 +162,11 @@ def _single_thread_qps(index: VectorIndex, evalset: EvalSet, nprobe: int, candid
         return len(queries) / (time.perf_counter() - started)
     finally:
         faiss.omp_set_num_threads(threads)
+
+
+def _own_rate(found: np.ndarray, own: np.ndarray) -> float:
+    """The share of queries whose known match is among their found rows."""
+    return float((found == own[:, None]).any(axis=1).mean()) if len(own) else 0.0
 
 
 def _without_self(found: np.ndarray, query_rows: np.ndarray, width: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from clipsearch.index.manifest import (
     CaptionsManifest,
     CurvePoint,
     IndexManifest,
+    MeasuredDefaults,
     SourceShard,
     current_version,
     file_checksums,
@@ -36,7 +37,7 @@ from clipsearch.index.manifest import (
 from clipsearch.index.publish import new_workdir, next_version, publish, remove_abandoned_builds
 from clipsearch.index.records import Record, RecordWriter
 from clipsearch.index.version import IndexVersion, VectorIndex, ivf_of
-from clipsearch.indexer.build import captions, evaluate, train
+from clipsearch.indexer.build import captions, evaluate, text_queries, train
 from clipsearch.indexer.build.fields import build_fields
 from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
 from clipsearch.indexer.build.plan import (
@@ -47,6 +48,7 @@ from clipsearch.indexer.build.plan import (
 )
 from clipsearch.indexer.engine import Engine
 from clipsearch.indexer.lock import exclusive
+from clipsearch.types import QuerySource
 from clipsearch.version import VERSION
 
 log = logging.getLogger(__name__)
@@ -315,6 +317,13 @@ class _Measured:
     curve: list[CurvePoint]
     chosen: CurvePoint
     queries: int
+    own_exact: float | None  # queries with a known match: how often exact search finds it
+
+    def defaults(self, source: QuerySource) -> MeasuredDefaults:
+        return MeasuredDefaults(
+            source, self.chosen.nprobe, self.chosen.candidates, self.curve, self.queries,
+            self.own_exact,
+        )  # fmt: skip
 
 
 def _evaluate(
@@ -327,7 +336,7 @@ def _evaluate(
     started: float,
 ) -> IndexManifest:
     """Measure recall against exact search, pick the cheapest nprobe reaching the target:
-    for the images, and for the captions when there are any."""
+    for image and text queries on the images, and on the captions when there are any."""
     ids = np.load(workdir / IDS_FILE, mmap_mode="r")
     fmt = shards.embedding
     plan = plans.images
@@ -359,24 +368,33 @@ def _evaluate(
     )
     (workdir / MANIFEST_FILE).write_text(draft.to_json())
     version = IndexVersion(workdir)
-    images = _measure(config, version.images, version.ids, plan)
+    images = _measure(config, version.images, _held_out(config, version.images, version.ids), plan)
     manifest = replace(
         draft,
         default_nprobe=images.chosen.nprobe,
         rerank_candidates=images.chosen.candidates,
         recall_curve=images.curve,
         eval_queries=images.queries,
+        text_queries=_measure_text(config, fmt, version, plan, images),
     )
     if version.captions is not None and manifest.captions is not None and plans.captions:
-        found = _measure(
-            config, version.captions, version.captions.item_rows, plans.captions, "caption "
-        )
+        on_captions = version.captions
+        held_out = _held_out(config, on_captions, on_captions.item_rows, "caption ")
+        found = _measure(config, on_captions, held_out, plans.captions, "caption ")
+        # Image queries against the captions: the version's images, sampled.
+        rows = evaluate.sample_rows(version.ids, config.eval_queries)
+        pictures = evaluate.outside_eval_set(
+            np.asarray(version.vectors[rows], np.float32), on_captions.vectors,
+            on_captions.item_rows,
+        )  # fmt: skip
+        by_images = _measure(config, on_captions, pictures, plans.captions, "image-to-caption ")
         manifest = replace(manifest, captions=replace(
             manifest.captions,
             default_nprobe=found.chosen.nprobe,
             rerank_candidates=found.chosen.candidates,
             recall_curve=found.curve,
             eval_queries=found.queries,
+            image_queries=by_images.defaults(QuerySource.IMAGES),
         ))  # fmt: skip
     manifest = replace(
         manifest,
@@ -405,14 +423,58 @@ def _draft_captions(
     )
 
 
-def _measure(
-    config: BuildConfig, index: VectorIndex, ids: np.ndarray, plan: IndexPlan, what: str = ""
-) -> _Measured:
-    """Tune one index: its rows (live where `ids` is not REMOVED) are the queries; `what`
-    names it in the log ("" for the images, "caption " for the captions)."""
+def _held_out(
+    config: BuildConfig, index: VectorIndex, ids: np.ndarray, what: str = "image "
+) -> evaluate.EvalSet:
+    """Up to --eval-queries live rows of `index` as queries, with their exact neighbours."""
     count = min(config.eval_queries, int((np.asarray(ids) != REMOVED).sum()))
     with _phase(f"exact neighbours of {count:,} held-out {what}queries"):
-        evalset = evaluate.make_eval_set(index.vectors, ids, config.eval_queries)
+        return evaluate.make_eval_set(index.vectors, ids, config.eval_queries)
+
+
+def _measure_text(
+    config: BuildConfig, fmt: EmbeddingFormat, version: IndexVersion, plan: IndexPlan,
+    images: _Measured,
+) -> MeasuredDefaults:  # fmt: skip
+    """Text queries against the images: caption embeddings, else the model's prompts,
+    else not measured (with a warning) and given the image settings."""
+    if version.captions is not None:
+        queries = text_queries.from_captions(version.captions, config.eval_queries)
+    else:
+        with _phase("embedding the prompt set with the collection's model"):
+            found = text_queries.from_prompts(fmt, config.eval_queries)
+        if isinstance(found, text_queries.Unavailable):
+            fallback = images.defaults(QuerySource.HELD_OUT)
+            log.warning(
+                "text queries not measured: %s. Text queries get the image queries' settings "
+                "(nprobe %d, re-rank %d); put the model's weights on this host (see "
+                "`clipsearch models`) and build again to measure them",
+                found.reason, fallback.default_nprobe, fallback.rerank_candidates,
+            )  # fmt: skip
+            return fallback.copied(found.reason)
+        queries = found
+    log.info("text queries: %d from %s", len(queries.vectors), queries.source.value)
+    with _phase(f"exact neighbours of {len(queries.vectors):,} text queries"):
+        evalset = evaluate.outside_eval_set(
+            queries.vectors, version.vectors, version.ids, queries.own_rows
+        )
+    measured = _measure(config, version.images, evalset, plan, "text ")
+    if measured.own_exact is not None and measured.chosen.own_image_at_10 is not None:
+        log.info(
+            "text queries find their caption's own image in the top 10 %.3f of the time "
+            "(exact search: %.3f)", measured.chosen.own_image_at_10, measured.own_exact,
+        )  # fmt: skip
+    return measured.defaults(queries.source)
+
+
+def _measure(
+    config: BuildConfig,
+    index: VectorIndex,
+    evalset: evaluate.EvalSet,
+    plan: IndexPlan,
+    what: str = "image ",
+) -> _Measured:
+    """Tune one index for one kind of queries; `what` names them in the log."""
     steps = [config.rerank_candidates * f for f in (1, 2, 4)] if plan.rerank else [0]
     with _phase(f"measuring {what}recall against speed"):
         curve, chosen = evaluate.tune(index, evalset, plan.nlist, config.target_recall, steps)
@@ -422,4 +484,4 @@ def _measure(
             "a larger --memory-budget or another --index-factory would reach it",
             what, config.target_recall, chosen.recall_at_10, chosen.nprobe, chosen.candidates,
         )  # fmt: skip
-    return _Measured(curve, chosen, len(evalset.rows))
+    return _Measured(curve, chosen, len(evalset.queries), evalset.own_at_10_exact)
