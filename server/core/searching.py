@@ -4,7 +4,11 @@ item itself left out, min_score, near-duplicates collapsed, the page cut out).
 
 A search compares its query with the images or with the captions (Target). Caption hits
 are mapped to their items as soon as they are found, so everything after the search
-works on items either way: a caption hit is its item, scored by its caption."""
+works on items either way: a caption hit is its item, scored by its caption.
+
+Unless a query sets its own effort, it is searched with the settings the build measured
+for its kind (text, or image: image, image-URL, item and vector queries) on its target:
+text embeddings sit apart from the images (the modality gap) and need their own."""
 
 from __future__ import annotations
 
@@ -13,15 +17,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipsearch.index.fields import FieldSchema
+from clipsearch.index.manifest import MeasuredDefaults
 from clipsearch.index.version import CaptionIndex, IndexVersion, RowSet, SearchResult, VectorIndex
 from clipsearch.server.core.calls import RequestError, Status
 from clipsearch.server.core.filter_plan import FilteredPlan, plan_filtered
 from clipsearch.server.core.filtering import FilterMasks
 from clipsearch.server.core.pages import PageToken
-from clipsearch.types import Hit, ItemQuery, SearchQuery, Target
+from clipsearch.types import Hit, ItemQuery, QueryKind, SearchQuery, Target, query_kind
 
 # With collapsing, fetch this many candidates per hit wanted, and more if it was not enough.
 COLLAPSE_OVERFETCH = 4
+
+
+@dataclass(frozen=True)
+class Effort:
+    """The search settings of one query."""
+
+    nprobe: int  # lists visited; 0: an exhaustive index
+    candidates: int  # re-ranked exactly; 0: no re-ranking
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +53,16 @@ class Planned:
     @property
     def index(self) -> VectorIndex:
         return target_index(self.version, self.query.options.target)
+
+    @property
+    def effort(self) -> Effort:
+        """The query's own settings, else those measured for its kind on its target."""
+        opts = self.query.options
+        defaults = measured_defaults(self.version, opts.target, query_kind(self.query.query))
+        return Effort(
+            opts.nprobe or defaults.default_nprobe,
+            opts.candidates or defaults.rerank_candidates,
+        )
 
     @property
     def wanted(self) -> int:
@@ -68,9 +91,18 @@ def planned(
         # Filters test items; a caption passes with its item.
         index.allowed if isinstance(index, CaptionIndex) else RowSet.of,
     )  # fmt: skip
+    effort = Planned(query, version, offset, fingerprint).effort
     plan = plan_filtered(len(allowed), index.count, index.nlist,
-                         opts.nprobe or index.default_nprobe, opts.candidates)  # fmt: skip
+                         effort.nprobe, effort.candidates or None)  # fmt: skip
     return Planned(query, version, offset, fingerprint, allowed, plan)
+
+
+def measured_defaults(version: IndexVersion, target: Target, kind: QueryKind) -> MeasuredDefaults:
+    """The build's default settings for a kind of query on the target's index."""
+    captions = version.manifest.captions
+    if target is Target.CAPTIONS and captions is not None:
+        return captions.defaults(kind)
+    return version.manifest.defaults(kind)
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,8 +139,7 @@ def search_batch(items: list[SearchItem]) -> list[Neighbours]:
     groups: dict[tuple[object, ...], list[int]] = {}
     for n, item in enumerate(items):
         p = item.planned
-        opts = p.query.options
-        settings = (opts.target, p.plan, opts.nprobe, opts.candidates)
+        settings = (p.query.options.target, p.plan, p.effort)
         groups.setdefault((id(p.version), id(p.allowed), *settings), []).append(n)
     out: list[Neighbours | None] = [None] * len(items)
     for members in groups.values():
@@ -127,11 +158,10 @@ def search(planned: Planned, queries: np.ndarray, k: int) -> SearchResult:
     """Search the planned way; a filtered index search that found fewer rows than the
     filter lets through visits more lists, then scans exactly, so a filter never costs a
     hit. Rows come back as item rows, whatever the target."""
-    opts, index, allowed, plan = (
-        planned.query.options, planned.index, planned.allowed, planned.plan,
-    )  # fmt: skip
+    index, allowed, plan = planned.index, planned.allowed, planned.plan
     if allowed is None or plan is None:
-        found = index.search(queries, k, opts.nprobe, opts.candidates)
+        effort = planned.effort
+        found = index.search(queries, k, effort.nprobe or None, effort.candidates or None)
     elif plan.exact:
         found = index.search_rows(queries, k, allowed)
     else:

@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from clipsearch.encoder import ClipEncoder, EncoderInfo
-from clipsearch.index.manifest import IndexManifest
+from clipsearch.index.manifest import IndexManifest, MeasuredDefaults
 from clipsearch.index.version import IndexVersion
 from clipsearch.server.core.batcher import Batched, Batcher, BatchObserver
 from clipsearch.server.core.calls import CallContext, RequestError, Status, invalid
@@ -45,7 +45,9 @@ from clipsearch.types import (
     ImageUrlQuery,
     IndexInfo,
     ItemQuery,
+    QueryKind,
     Reloaded,
+    SearchDefaults,
     SearchQuery,
     SearchResult,
     TextQuery,
@@ -193,6 +195,7 @@ class SearchService:
             target_recall=m.target_recall,
             recall_at_10=reached.recall_at_10 if reached else 0.0,
             recall_at_1=reached.recall_at_1 if reached else 0.0,
+            text=_defaults_info(m.defaults(QueryKind.TEXT)),
             fields=tuple(m.fields),
             captions=version.captions is not None,
         )
@@ -255,6 +258,19 @@ class SearchService:
         for (i, _), future in zip([*texts, *images], pending, strict=True):
             out[i] = flat_map(future, lambda b: completed(_Encoded(b.value, b.queue_s, b.run_s)))
         return [out[i] for i in range(len(queries))]
+
+
+def _defaults_info(defaults: MeasuredDefaults) -> SearchDefaults:
+    reached = defaults.reached
+    return SearchDefaults(
+        nprobe=defaults.default_nprobe,
+        candidates=defaults.rerank_candidates,
+        recall_at_10=reached.recall_at_10 if reached else 0.0,
+        recall_at_1=reached.recall_at_1 if reached else 0.0,
+        source=defaults.source,
+        own_image_at_10=reached.own_image_at_10 if reached else None,
+        own_image_at_10_exact=defaults.own_image_at_10_exact,
+    )
 
 
 def _item_vector(version: IndexVersion, item_id: int) -> np.ndarray:
