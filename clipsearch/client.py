@@ -45,7 +45,9 @@ from clipsearch.types import (
     ItemQuery,
     LabelScore,
     Query,
+    QuerySource,
     Reloaded,
+    SearchDefaults,
     SearchOptions,
     SearchQuery,
     SearchResult,
@@ -63,6 +65,12 @@ FIELD_TYPES = {
     pb.FIELD_TYPE_NUMBER: FieldType.NUMBER,
     pb.FIELD_TYPE_BOOL: FieldType.BOOL,
     pb.FIELD_TYPE_DATE: FieldType.DATE,
+}
+QUERY_SOURCES = {
+    pb.QUERY_SOURCE_HELD_OUT: QuerySource.HELD_OUT,
+    pb.QUERY_SOURCE_IMAGES: QuerySource.IMAGES,
+    pb.QUERY_SOURCE_CAPTIONS: QuerySource.CAPTIONS,
+    pb.QUERY_SOURCE_PROMPTS: QuerySource.PROMPTS,
 }
 DEFAULT_TIMEOUT_S = 30.0
 # Calls the server refused for load (RESOURCE_EXHAUSTED) or that found no server
@@ -264,6 +272,12 @@ class SearchClient:
             ),
             captions=r.captions,
             served_indexes=tuple(r.served_indexes),
+            text=(
+                _measured_defaults(r.text_defaults)
+                if r.HasField("text_defaults")
+                # A server from before per-kind defaults searches text as it does images.
+                else SearchDefaults(r.default_effort.nprobe, r.default_effort.rerank_candidates)
+            ),
         )
 
     def health(self, service: str = "") -> HealthStatus:
@@ -374,6 +388,21 @@ def _search_result(response: pb.SearchResponse) -> SearchResult:
         index_version=response.index_version,
         timing=Timing(t.total_ms, t.queue_ms, t.encode_ms, t.search_ms),
         next_page_token=response.next_page_token,
+    )
+
+
+def _measured_defaults(m: pb.MeasuredDefaults) -> SearchDefaults:
+    """A source this client does not know counts as not measured."""
+    return SearchDefaults(
+        nprobe=m.effort.nprobe,
+        candidates=m.effort.rerank_candidates,
+        recall_at_10=m.recall_at_10,
+        recall_at_1=m.recall_at_1,
+        source=QUERY_SOURCES.get(m.source, QuerySource.NOT_MEASURED),
+        own_image_at_10=m.own_image_at_10 if m.HasField("own_image_at_10") else None,
+        own_image_at_10_exact=(
+            m.own_image_at_10_exact if m.HasField("own_image_at_10_exact") else None
+        ),
     )
 
 

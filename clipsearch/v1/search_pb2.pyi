@@ -13,6 +13,14 @@ class Target(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TARGET_IMAGES: _ClassVar[Target]
     TARGET_CAPTIONS: _ClassVar[Target]
 
+class QuerySource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUERY_SOURCE_UNSPECIFIED: _ClassVar[QuerySource]
+    QUERY_SOURCE_HELD_OUT: _ClassVar[QuerySource]
+    QUERY_SOURCE_IMAGES: _ClassVar[QuerySource]
+    QUERY_SOURCE_CAPTIONS: _ClassVar[QuerySource]
+    QUERY_SOURCE_PROMPTS: _ClassVar[QuerySource]
+
 class FieldType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FIELD_TYPE_UNSPECIFIED: _ClassVar[FieldType]
@@ -23,6 +31,11 @@ class FieldType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 TARGET_UNSPECIFIED: Target
 TARGET_IMAGES: Target
 TARGET_CAPTIONS: Target
+QUERY_SOURCE_UNSPECIFIED: QuerySource
+QUERY_SOURCE_HELD_OUT: QuerySource
+QUERY_SOURCE_IMAGES: QuerySource
+QUERY_SOURCE_CAPTIONS: QuerySource
+QUERY_SOURCE_PROMPTS: QuerySource
 FIELD_TYPE_UNSPECIFIED: FieldType
 FIELD_TYPE_STRING: FieldType
 FIELD_TYPE_NUMBER: FieldType
@@ -257,7 +270,7 @@ class GetIndexInfoRequest(_message.Message):
     def __init__(self, index: _Optional[str] = ...) -> None: ...
 
 class GetIndexInfoResponse(_message.Message):
-    __slots__ = ("model", "pretrained", "dim", "count", "index_version", "factory", "default_effort", "target_recall", "recall_at_10", "recall_at_1", "refused_version", "device", "fields", "captions", "index", "served_indexes")
+    __slots__ = ("model", "pretrained", "dim", "count", "index_version", "factory", "default_effort", "target_recall", "recall_at_10", "recall_at_1", "refused_version", "device", "fields", "captions", "index", "served_indexes", "text_defaults")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRETRAINED_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +287,7 @@ class GetIndexInfoResponse(_message.Message):
     CAPTIONS_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     SERVED_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    TEXT_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     pretrained: str
     dim: int
@@ -290,7 +304,24 @@ class GetIndexInfoResponse(_message.Message):
     captions: bool
     index: str
     served_indexes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., dim: _Optional[int] = ..., count: _Optional[int] = ..., index_version: _Optional[str] = ..., factory: _Optional[str] = ..., default_effort: _Optional[_Union[SearchEffort, _Mapping]] = ..., target_recall: _Optional[float] = ..., recall_at_10: _Optional[float] = ..., recall_at_1: _Optional[float] = ..., refused_version: _Optional[_Union[RefusedVersion, _Mapping]] = ..., device: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldInfo, _Mapping]]] = ..., captions: _Optional[bool] = ..., index: _Optional[str] = ..., served_indexes: _Optional[_Iterable[str]] = ...) -> None: ...
+    text_defaults: MeasuredDefaults
+    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., dim: _Optional[int] = ..., count: _Optional[int] = ..., index_version: _Optional[str] = ..., factory: _Optional[str] = ..., default_effort: _Optional[_Union[SearchEffort, _Mapping]] = ..., target_recall: _Optional[float] = ..., recall_at_10: _Optional[float] = ..., recall_at_1: _Optional[float] = ..., refused_version: _Optional[_Union[RefusedVersion, _Mapping]] = ..., device: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldInfo, _Mapping]]] = ..., captions: _Optional[bool] = ..., index: _Optional[str] = ..., served_indexes: _Optional[_Iterable[str]] = ..., text_defaults: _Optional[_Union[MeasuredDefaults, _Mapping]] = ...) -> None: ...
+
+class MeasuredDefaults(_message.Message):
+    __slots__ = ("effort", "recall_at_10", "recall_at_1", "source", "own_image_at_10", "own_image_at_10_exact")
+    EFFORT_FIELD_NUMBER: _ClassVar[int]
+    RECALL_AT_10_FIELD_NUMBER: _ClassVar[int]
+    RECALL_AT_1_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    OWN_IMAGE_AT_10_FIELD_NUMBER: _ClassVar[int]
+    OWN_IMAGE_AT_10_EXACT_FIELD_NUMBER: _ClassVar[int]
+    effort: SearchEffort
+    recall_at_10: float
+    recall_at_1: float
+    source: QuerySource
+    own_image_at_10: float
+    own_image_at_10_exact: float
+    def __init__(self, effort: _Optional[_Union[SearchEffort, _Mapping]] = ..., recall_at_10: _Optional[float] = ..., recall_at_1: _Optional[float] = ..., source: _Optional[_Union[QuerySource, str]] = ..., own_image_at_10: _Optional[float] = ..., own_image_at_10_exact: _Optional[float] = ...) -> None: ...
 
 class FieldInfo(_message.Message):
     __slots__ = ("name", "type", "list")

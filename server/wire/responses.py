@@ -9,7 +9,9 @@ from clipsearch.types import (
     FieldType,
     IndexInfo,
     LabelScore,
+    QuerySource,
     Reloaded,
+    SearchDefaults,
     SearchResult,
 )
 from clipsearch.v1 import search_pb2 as pb
@@ -19,6 +21,13 @@ FIELD_TYPES = {
     FieldType.NUMBER: pb.FIELD_TYPE_NUMBER,
     FieldType.BOOL: pb.FIELD_TYPE_BOOL,
     FieldType.DATE: pb.FIELD_TYPE_DATE,
+}
+QUERY_SOURCES = {
+    QuerySource.NOT_MEASURED: pb.QUERY_SOURCE_UNSPECIFIED,
+    QuerySource.HELD_OUT: pb.QUERY_SOURCE_HELD_OUT,
+    QuerySource.IMAGES: pb.QUERY_SOURCE_IMAGES,
+    QuerySource.CAPTIONS: pb.QUERY_SOURCE_CAPTIONS,
+    QuerySource.PROMPTS: pb.QUERY_SOURCE_PROMPTS,
 }
 
 
@@ -84,12 +93,24 @@ def info_response(info: IndexInfo) -> pb.GetIndexInfoResponse:
         captions=info.captions,
         index=info.index,
         served_indexes=info.served_indexes,
+        text_defaults=measured_defaults(info.text),
     )
     if info.refused_version:
         response.refused_version.CopyFrom(
             pb.RefusedVersion(index_version=info.refused_version, reason=info.refused_reason)
         )
     return response
+
+
+def measured_defaults(defaults: SearchDefaults) -> pb.MeasuredDefaults:
+    return pb.MeasuredDefaults(
+        effort=pb.SearchEffort(nprobe=defaults.nprobe, rerank_candidates=defaults.candidates),
+        recall_at_10=defaults.recall_at_10,
+        recall_at_1=defaults.recall_at_1,
+        source=QUERY_SOURCES[defaults.source],
+        own_image_at_10=defaults.own_image_at_10,
+        own_image_at_10_exact=defaults.own_image_at_10_exact,
+    )
 
 
 def reload_response(reloaded: Reloaded) -> pb.ReloadIndexResponse:
