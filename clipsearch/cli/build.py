@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from clipsearch.cli.args import add_engine_arguments
-from clipsearch.index.manifest import CurvePoint, IndexManifest
+from clipsearch.index.manifest import CurvePoint, IndexManifest, MeasuredDefaults
 from clipsearch.indexer.build.job import BuildConfig, run_build
 from clipsearch.indexer.build.plan import parse_size
 from clipsearch.indexer.build.plot import plot_curve
 from clipsearch.indexer.engine import Engine
+from clipsearch.types import QueryKind, QuerySource
 
 
 def register(build: argparse.ArgumentParser) -> None:
@@ -62,7 +63,8 @@ def register(build: argparse.ArgumentParser) -> None:
         "--eval-queries",
         type=int,
         default=defaults.eval_queries,
-        help="collection vectors used as queries to measure recall "
+        help="queries of each kind used to measure recall: collection vectors for image "
+        "queries; caption embeddings, or else the model's prompt set, for text queries "
         f"(default: {defaults.eval_queries})",
     )
     build.add_argument("--plot", type=Path, help="draw recall against queries/s to this PNG")
@@ -97,15 +99,43 @@ def describe(manifest: IndexManifest) -> str:
         f"{manifest.version}: {manifest.factory} over {manifest.count:,} vectors "
         f"({manifest.model}/{manifest.pretrained}, {manifest.dim}-d), "
         f"built in {manifest.build_seconds:.1f} s",
-        *_curve(manifest.recall_curve, manifest.reached),
+        *_kind("image queries", manifest.defaults(QueryKind.IMAGE), "collection vectors"),
+        *_kind("text queries", manifest.defaults(QueryKind.TEXT), "collection vectors"),
     ]
     captions = manifest.captions
     if captions is not None:
         lines += [
             f"captions: {captions.factory} over {captions.count:,} caption vectors",
-            *_curve(captions.recall_curve, captions.reached),
+            *_kind("text queries on captions", captions.defaults(QueryKind.TEXT), "captions"),
+            *_kind("image queries on captions", captions.defaults(QueryKind.IMAGE), "captions"),
         ]
     return "\n".join(lines)
+
+
+SOURCES = {
+    QuerySource.IMAGES: "images of the collection",
+    QuerySource.CAPTIONS: "caption embeddings of the collection",
+    QuerySource.PROMPTS: "prompts through the model's text tower",
+}
+
+
+def _kind(title: str, defaults: MeasuredDefaults, held_out: str) -> list[str]:
+    """One kind of query's measurement: where its queries came from, and its curve."""
+    if not defaults.measured:
+        return [
+            f"{title}: not measured ({defaults.note}); searched with nprobe "
+            f"{defaults.default_nprobe}, re-rank {defaults.rerank_candidates}"
+        ]
+    source = SOURCES.get(defaults.source, f"held-out {held_out}")
+    lines = [f"{title}: {defaults.eval_queries:,} {source}"]
+    reached = defaults.reached
+    exact = defaults.own_image_at_10_exact
+    if reached is not None and reached.own_image_at_10 is not None and exact is not None:
+        lines[0] += (
+            f"; a caption's own image in the top 10: {reached.own_image_at_10:.3f} "
+            f"(exact search: {exact:.3f})"
+        )
+    return lines + _curve(defaults.recall_curve, reached)
 
 
 def _curve(points: list[CurvePoint], default: CurvePoint | None) -> list[str]:

@@ -37,6 +37,7 @@ from clipsearch.types import (
     IndexInfo,
     LabelScore,
     Query,
+    SearchDefaults,
     SearchResult,
 )
 
@@ -333,11 +334,25 @@ def format_info(info: IndexInfo) -> str:
         ("index version", info.index_version or "(none loaded)"),
         ("vectors", f"{info.count:,}"),
         ("factory", info.factory),
-        ("defaults", f"nprobe {info.default_nprobe}, re-rank {info.default_candidates}"),
-        ("recall@10", f"{info.recall_at_10:.3f} (target {info.target_recall:.2f})"),
+        ("image defaults", f"nprobe {info.default_nprobe}, re-rank {info.default_candidates}"),
+        ("image recall@10", f"{info.recall_at_10:.3f} (target {info.target_recall:.2f})"),
+        ("text defaults", f"nprobe {info.text.nprobe}, re-rank {info.text.candidates}"),
+        ("text recall@10", _text_recall(info.text)),
         ("fields", fields or "(none: built before filters)"),
         ("captions", "indexed (--captions)" if info.captions else "not indexed"),
     ]
     if info.refused_version:
         rows.append(("refused", f"{info.refused_version}: {info.refused_reason}"))
-    return "\n".join(f"{name:<14} {value}" for name, value in rows)
+    return "\n".join(f"{name:<16} {value}" for name, value in rows)
+
+
+def _text_recall(text: SearchDefaults) -> str:
+    if not text.measured:
+        return "not measured (text queries use the image defaults)"
+    line = f"{text.recall_at_10:.3f} on {text.source.value}"
+    if text.own_image_at_10 is not None and text.own_image_at_10_exact is not None:
+        line += (
+            f"; a caption's own image in the top 10: {text.own_image_at_10:.3f} "
+            f"(exact {text.own_image_at_10_exact:.3f})"
+        )
+    return line

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from clipsearch.index.manifest import IndexManifest
+from clipsearch.index.manifest import IndexManifest, MeasuredDefaults
+from clipsearch.types import QueryKind
 
 WIDTH, HEIGHT, MARGIN = 900, 560, 80
-COLOURS = {"recall@10": (31, 119, 180), "recall@1": (255, 127, 14)}
+Colour = tuple[int, int, int]
+# (query kind, recall measure) -> colour and its name: image queries in blue and orange,
+# text in green and red (matplotlib's first four default colours).
+COLOURS: dict[tuple[QueryKind, str], tuple[Colour, str]] = {
+    (QueryKind.IMAGE, "recall@10"): ((31, 119, 180), "blue"),
+    (QueryKind.IMAGE, "recall@1"): ((255, 127, 14), "orange"),
+    (QueryKind.TEXT, "recall@10"): ((44, 160, 44), "green"),
+    (QueryKind.TEXT, "recall@1"): ((214, 39, 40), "red"),
+}
 
 
 def plot_curve(manifest: IndexManifest, path: Path) -> None:
-    """Recall (y) against single-thread queries per second (x, log scale), one dot per nprobe."""
-    points = manifest.recall_curve
+    """Recall (y) against single-thread queries per second (x, log scale), one dot per
+    nprobe and one line per re-rank depth, for image queries and (when measured) text."""
+    kinds = {kind: manifest.defaults(kind) for kind in QueryKind}
+    curves = {kind: d for kind, d in kinds.items() if d.measured}
+    points = [p for d in curves.values() for p in d.recall_curve]
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
     qps = [max(p.queries_per_second, 1e-3) for p in points]
@@ -36,33 +49,46 @@ def plot_curve(manifest: IndexManifest, path: Path) -> None:
     draw.text(
         (WIDTH - MARGIN - 120, target_y - 14), f"target {manifest.target_recall:g}", fill="grey"
     )
-    chosen = manifest.reached
-    for name, colour in COLOURS.items():
-        for depth in sorted({p.candidates for p in points}):  # one line per re-rank depth
-            group = [p for p in points if p.candidates == depth]
-            coords = [
-                xy(
-                    max(p.queries_per_second, 1e-3),
-                    p.recall_at_10 if "10" in name else p.recall_at_1,
-                )
-                for p in group
-            ]
-            if len(coords) > 1:
-                draw.line(coords, fill=colour, width=2)
-            for (x, y), point in zip(coords, group, strict=True):
-                radius = 6 if point == chosen else 3
-                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
-                if "10" in name:
-                    draw.text((x + 6, y + 4), f"nprobe {point.nprobe}", fill=colour)
-            if "10" in name and depth:
-                draw.text(
-                    (coords[-1][0] - 40, coords[-1][1] - 18), f"{depth} re-ranked", fill=colour
-                )
+    for (kind, name), (colour, _) in COLOURS.items():
+        if kind in curves:
+            _draw_curve(draw, curves[kind], name, colour, xy)
     title = f"{manifest.version}: {manifest.factory}, {manifest.count:,} vectors"
     draw.text((MARGIN, 20), title, fill="black")
-    legend = "  ".join(f"{name} ({'blue' if '10' in name else 'orange'})" for name in COLOURS)
+    legend = "  ".join(
+        f"{kind.value} {name} ({colour_name})"
+        for (kind, name), (_, colour_name) in COLOURS.items()
+        if kind in curves
+    )
+    if QueryKind.TEXT not in curves:
+        legend += "  (text queries not measured)"
     draw.text((MARGIN, 40), legend + "; large dot = the default settings", fill="black")
     image.save(path)
+
+
+def _draw_curve(
+    draw: ImageDraw.ImageDraw,
+    defaults: MeasuredDefaults,
+    name: str,
+    colour: Colour,
+    xy: Callable[[float, float], tuple[float, float]],
+) -> None:
+    """One kind's curve of one recall measure: a line per re-rank depth."""
+    points, chosen, at_10 = defaults.recall_curve, defaults.reached, name == "recall@10"
+    for depth in sorted({p.candidates for p in points}):
+        group = [p for p in points if p.candidates == depth]
+        coords = [
+            xy(max(p.queries_per_second, 1e-3), p.recall_at_10 if at_10 else p.recall_at_1)
+            for p in group
+        ]
+        if len(coords) > 1:
+            draw.line(coords, fill=colour, width=2)
+        for (x, y), point in zip(coords, group, strict=True):
+            radius = 6 if point == chosen else 3
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
+            if at_10:
+                draw.text((x + 6, y + 4), f"nprobe {point.nprobe}", fill=colour)
+        if at_10 and depth:
+            draw.text((coords[-1][0] - 40, coords[-1][1] - 18), f"{depth} re-ranked", fill=colour)
 
 
 def _axes(draw: ImageDraw.ImageDraw, low: float, high: float, bottom: float) -> None:
