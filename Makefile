@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-index bench-filter bench-serve bench-faces soak
+.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-index bench-filter bench-serve bench-faces bench-reload soak
 
 venv: $(STAMP)
 
@@ -57,6 +57,12 @@ bench-serve: venv
 # HTTP against gRPC on one server; SERVER_CLI=path/to/clipsearch measures another build.
 bench-faces: venv
 	$(BIN)/python -m bench.faces $(if $(SERVER_CLI),--server-cli $(SERVER_CLI))
+
+# Reload phases at 100k, 1M and 5M x 768 (5M: 24 GB of disk while it runs) and the server's
+# memory idle, under 32 clients and after a reload; BENCH_RELOAD_ARGS="--sizes 100000" for less.
+BENCH_RELOAD_DIR ?= /tmp/clipsearch-bench-reload
+bench-reload: venv
+	$(BIN)/python -m bench.reload --workdir $(BENCH_RELOAD_DIR) $(BENCH_RELOAD_ARGS)
 
 soak: venv
 	$(BIN)/python -m bench.soak
