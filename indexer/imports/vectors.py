@@ -1,6 +1,6 @@
 """Matrices of vectors in files, read in row order a chunk at a time.
 
-A `.npy` file is memory-mapped (never read whole); a Parquet column of lists of floats is
+A `.npy` file is read a chunk at a time (never whole); a Parquet column of lists of floats is
 read batch by batch. Either way a chunk is float32 with a mask of the rows that have a
 vector (Parquet cells may be null).
 """
@@ -71,9 +71,20 @@ class NpyVectors:
 
     def chunks(self, size: int) -> Iterator[VectorChunk]:
         array = self._array()
-        for start in range(0, array.shape[0], size):
-            block = np.asarray(array[start : start + size], dtype=np.float32)
-            yield VectorChunk(start, block, np.ones(len(block), dtype=bool))
+        rows, dim = array.shape
+        offset = None  # where row 0 starts in the file, when rows lie one after another
+        if isinstance(array, np.memmap) and array.flags.c_contiguous:
+            offset = int(array.offset)
+        with open(self.path, "rb") as handle:
+            for start in range(0, rows, size):
+                count = min(size, rows - start)
+                if offset is not None:  # read, not mapped: the job's memory stays one chunk
+                    handle.seek(offset + start * dim * array.dtype.itemsize)
+                    raw = np.fromfile(handle, dtype=array.dtype, count=count * dim)
+                    block = raw.reshape(count, dim).astype(np.float32)
+                else:  # Fortran order: a row's values are apart, the map gathers them
+                    block = np.asarray(array[start : start + count], dtype=np.float32)
+                yield VectorChunk(start, block, np.ones(count, dtype=bool))
 
 
 @dataclass(frozen=True)
