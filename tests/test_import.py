@@ -176,6 +176,21 @@ def test_a_pretrained_tag_needs_no_weights_and_gives_the_tags_preprocessing(
     assert space.preprocess is not None and space.preprocess.mean == (0.5, 0.5, 0.5)
 
 
+def test_openai_weights_on_an_architecture_without_quickgelu_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    npy(dim=512)(tmp_path)
+    model = ["--model", "ViT-B-32", "--pretrained", "openai"]
+    with caplog.at_level(logging.WARNING, "clipsearch"):
+        assert import_cli(tmp_path / "src", tmp_path / "a", *model) == 0
+    assert "need --model ViT-B-32-quickgelu" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "clipsearch"):
+        assert import_cli(tmp_path / "src", tmp_path / "b", "--model", "ViT-B-32-quickgelu",
+                          "--pretrained", "openai") == 0  # fmt: skip
+    assert "QuickGELU" not in caplog.text
+
+
 # --- each source kind, end to end ---------------------------------------------------------
 
 

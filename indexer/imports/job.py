@@ -44,7 +44,7 @@ from clipsearch.indexer.imports.plan import (
     plan_import,
     row_stamp,
 )
-from clipsearch.indexer.imports.space import model_space, models_of_dim
+from clipsearch.indexer.imports.space import activation_warning, model_space, models_of_dim
 from clipsearch.indexer.interrupt import StopRequest
 from clipsearch.indexer.lock import LOCK_NAME, exclusive
 from clipsearch.models import EmbeddingSpace, ModelSpec
@@ -130,6 +130,8 @@ def _prepare(config: ImportConfig) -> _Prepared:
     nothing written. Cheap checks come first, reading every vector last."""
     kind, parts = list_parts(config.source)
     space = model_space(config.model)
+    if warning := activation_warning(config.model):
+        log.warning("%s", warning)
     for part in parts:
         part.check_rows()
         for vectors in (part.vectors, part.text_vectors):

@@ -44,6 +44,24 @@ def model_space(spec: ModelSpec) -> EmbeddingSpace:
     return EmbeddingSpace(spec.model, spec.pretrained, int(config["embed_dim"]), preprocess)
 
 
+def activation_warning(spec: ModelSpec) -> str | None:
+    """Weights trained with QuickGELU named on an architecture without it: OpenAI's CLIP
+    (clip-retrieval's default `ViT-B/32`; `open_clip:ViT-B-32/openai` with open_clip 2)
+    computed its vectors with QuickGELU, and the server would encode queries without."""
+    tag = open_clip.get_pretrained_cfg(spec.model, spec.pretrained)
+    config = open_clip.get_model_config(spec.model) or {}
+    if not tag.get("quick_gelu") or config.get("quick_gelu"):
+        return None
+    fixed = f"{spec.model}-quickgelu"
+    instead = f"--model {fixed}" if fixed in open_clip.list_models() else "a -quickgelu model"
+    return (
+        f"{spec.model}/{spec.pretrained} was trained with QuickGELU activations, which "
+        f"{spec.model} lacks: vectors made by OpenAI's CLIP (clip-retrieval's default "
+        f"ViT-B/32, or open_clip before 3.0) need {instead}, or the queries the server "
+        "encodes will not match them"
+    )
+
+
 def models_of_dim(dim: int, limit: int = 6) -> list[str]:
     """Architectures whose embeddings have `dim` dimensions, for a hint: the seed models
     first, then plain ViTs, then the rest."""
