@@ -205,7 +205,8 @@ def _check_dim(label: str, found: int | None, space: EmbeddingSpace) -> None:
 
 
 def _check_part(part: Part, plan: PartPlan, space: EmbeddingSpace, norms: NormStats) -> NormStats:
-    """Reads the part's pending vectors: refuses missing, non-finite and zero ones."""
+    """Reads the part's pending vectors (and caption vectors): refuses missing, non-finite
+    and zero image vectors and non-finite caption vectors; counts the ones not unit length."""
     for chunk, pending in _pending_chunks(part, plan, with_table=False):
         vectors = chunk.vectors
         _check_dim(part.label, vectors.vectors.shape[1], space)
@@ -220,9 +221,10 @@ def _check_part(part: Part, plan: PartPlan, space: EmbeddingSpace, norms: NormSt
         if chunk.text is not None and part.text_vectors is not None:
             _check_dim(part.text_vectors.label, chunk.text.vectors.shape[1], space)
             present = pending & chunk.text.present
-            check_rows(
+            found = check_rows(
                 chunk.text.vectors, present, part.text_vectors.label, chunk.start, "caption vector"
             )
+            norms = norms.add(found)
     return norms
 
 
