@@ -720,10 +720,16 @@ def test_the_model_must_be_named(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 @pytest.fixture(scope="session")
-def clip_retrieval_cli(request: pytest.FixtureRequest) -> Path:
+def clip_retrieval_cli(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Built once into pytest's cache (kept between runs); into a temporary folder when
+    the cache is off (-p no:cacheprovider)."""
     from tests.clip_retrieval_venv import clip_retrieval_venv
 
-    return clip_retrieval_venv(request.config.cache.mkdir("clip-retrieval-venv"))
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("clip-retrieval-venv") if cache else tmp_path_factory.mktemp("venv")
+    return clip_retrieval_venv(folder)
 
 
 @pytest.fixture(scope="module")
