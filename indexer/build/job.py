@@ -36,7 +36,7 @@ from clipsearch.index.manifest import (
 )
 from clipsearch.index.publish import new_workdir, next_version, publish, remove_abandoned_builds
 from clipsearch.index.records import Record, RecordWriter
-from clipsearch.index.version import IndexVersion, VectorIndex, ivf_of
+from clipsearch.index.version import CaptionIndex, IndexVersion, VectorIndex, ivf_of
 from clipsearch.indexer.build import captions, evaluate, text_queries, train
 from clipsearch.indexer.build.fields import build_fields
 from clipsearch.indexer.build.live_rows import LiveChunk, LiveSet, iter_live, live_set
@@ -378,24 +378,8 @@ def _evaluate(
         text_queries=_measure_text(config, fmt, version, plan, images),
     )
     if version.captions is not None and manifest.captions is not None and plans.captions:
-        on_captions = version.captions
-        held_out = _held_out(config, on_captions, on_captions.item_rows, "caption ")
-        found = _measure(config, on_captions, held_out, plans.captions, "caption ")
-        # Image queries against the captions: the version's images, sampled.
-        rows = evaluate.sample_rows(version.ids, config.eval_queries)
-        pictures = evaluate.outside_eval_set(
-            np.asarray(version.vectors[rows], np.float32), on_captions.vectors,
-            on_captions.item_rows,
-        )  # fmt: skip
-        by_images = _measure(config, on_captions, pictures, plans.captions, "image-to-caption ")
-        manifest = replace(manifest, captions=replace(
-            manifest.captions,
-            default_nprobe=found.chosen.nprobe,
-            rerank_candidates=found.chosen.candidates,
-            recall_curve=found.curve,
-            eval_queries=found.queries,
-            image_queries=by_images.defaults(QuerySource.IMAGES),
-        ))  # fmt: skip
+        on_captions = _Captions(version.captions, plans.captions, manifest.captions)
+        manifest = replace(manifest, captions=_measure_captions(config, version, on_captions))
     manifest = replace(
         manifest,
         build_seconds=round(time.monotonic() - started, 2),
@@ -420,6 +404,38 @@ def _draft_captions(
         default_nprobe=1 if plan.nlist else 0,
         recall_curve=[],
         eval_queries=0,
+    )
+
+
+@dataclass(frozen=True)
+class _Captions:
+    index: CaptionIndex
+    plan: IndexPlan
+    draft: CaptionsManifest  # its section of the manifest, before measuring
+
+
+def _measure_captions(
+    config: BuildConfig, version: IndexVersion, captions: _Captions
+) -> CaptionsManifest:
+    """The caption index: text queries (held-out captions, its top-level settings) and
+    image queries (the version's images, sampled)."""
+    on_captions, plan = captions.index, captions.plan
+    held_out = _held_out(config, on_captions, on_captions.item_rows, "caption ")
+    found = _measure(config, on_captions, held_out, plan, "caption ")
+    rows = evaluate.sample_rows(version.ids, config.eval_queries)
+    with _phase(f"exact neighbours of {len(rows):,} image queries among the captions"):
+        pictures = evaluate.outside_eval_set(
+            np.asarray(version.vectors[rows], np.float32), on_captions.vectors,
+            on_captions.item_rows,
+        )  # fmt: skip
+    by_images = _measure(config, on_captions, pictures, plan, "image-to-caption ")
+    return replace(
+        captions.draft,
+        default_nprobe=found.chosen.nprobe,
+        rerank_candidates=found.chosen.candidates,
+        recall_curve=found.curve,
+        eval_queries=found.queries,
+        image_queries=by_images.defaults(QuerySource.IMAGES),
     )
 
 
