@@ -85,7 +85,12 @@ def write_shard_file(
     meta = json.dumps({"format": asdict(fmt), "clipsearch_version": VERSION}).encode()
     table = table.replace_schema_metadata({METADATA_KEY: meta})
     path = folder / file_name(kind, seq)
-    write_atomically(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    # Dictionary encoding pays only for repeated values (text); on vector columns it costs
+    # most of the write for nothing (10k x 768 float16: 0.65 s -> 0.27 s without it).
+    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    write_atomically(
+        path, lambda tmp: pq.write_table(table, tmp, compression="zstd", use_dictionary=text)
+    )
     return ShardFile(kind, seq, path.name, table.num_rows, file_sha256(path), run)
 
 
