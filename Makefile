@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-index bench-filter bench-serve bench-faces bench-reload soak
+.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-import bench-index bench-filter bench-serve bench-faces bench-reload soak
 
 venv: $(STAMP)
 
@@ -50,6 +50,9 @@ test: lint layers typecheck unit
 
 bench-embed: venv
 	$(BIN)/python -m bench.embed_pipeline
+
+bench-import: venv
+	$(BIN)/python -m bench.import_rate
 
 bench-serve: venv
 	$(BIN)/python -m bench.serve_qps
