@@ -440,7 +440,7 @@ def _measure_captions(
 
 
 def _held_out(
-    config: BuildConfig, index: VectorIndex, ids: np.ndarray, what: str = "image "
+    config: BuildConfig, index: VectorIndex, ids: np.ndarray, what: str = ""
 ) -> evaluate.EvalSet:
     """Up to --eval-queries live rows of `index` as queries, with their exact neighbours."""
     count = min(config.eval_queries, int((np.asarray(ids) != REMOVED).sum()))
@@ -488,9 +488,10 @@ def _measure(
     index: VectorIndex,
     evalset: evaluate.EvalSet,
     plan: IndexPlan,
-    what: str = "image ",
+    what: str = "",
 ) -> _Measured:
-    """Tune one index for one kind of queries; `what` names them in the log."""
+    """Tune one index for one kind of queries; `what` names them in the log ("" for
+    image queries on the images)."""
     steps = [config.rerank_candidates * f for f in (1, 2, 4)] if plan.rerank else [0]
     with _phase(f"measuring {what}recall against speed"):
         curve, chosen = evaluate.tune(index, evalset, plan.nlist, config.target_recall, steps)

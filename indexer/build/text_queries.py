@@ -83,7 +83,8 @@ def from_prompts(fmt: EmbeddingFormat, count: int, seed: int = 0) -> TextQueries
         )
         encoder = load_encoder(spec, allow_download=False)
     except (ClipsearchError, ImportError, OSError, RuntimeError, ValueError) as err:
-        return Unavailable(f"{fmt.space.describe()} cannot be loaded here: {err}")
+        # Without its last full stop: the reason is quoted inside sentences.
+        return Unavailable(f"{fmt.space.describe()} cannot be loaded here: {str(err).rstrip('.')}")
     if encoder.dim != fmt.dim:
         return Unavailable(
             f"{fmt.space.describe()} loaded here makes {encoder.dim}-d vectors, the shards "
