@@ -126,3 +126,21 @@ def test_serve_names_its_indexes_from_the_command_line(
     with pytest.raises(SystemExit):
         main(["serve", "--index", f"b@d={tmp_path}"])
     assert "is not an index name" in capsys.readouterr().err
+
+
+def test_query_names_the_index(
+    two_models: RunningServer,
+    served_collection: ServedCollection,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from clipsearch.cli.main import main
+
+    target = f"127.0.0.1:{two_models.port}"
+    photo = str(served_collection.images / "chelsea.jpg")
+    assert main(["query", "--server", target, "--info", "--index", "vit"]) == 0
+    info = capsys.readouterr().out
+    assert "vit (served: textiles, vit)" in info and "512-d" in info
+    assert main(["query", "--server", target, "--image", photo, "--index", "vit"]) == 0
+    assert "chelsea.jpg" in capsys.readouterr().out.splitlines()[1]
+    assert main(["query", "--server", target, "--image", photo]) == 1
+    assert "textiles, vit" in capsys.readouterr().err

@@ -83,6 +83,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "shape of clipsearch.v1.SearchResponse) as one line, so --pages N prints up to N lines",
     )
     parser.add_argument("--api-key", help=f"the server's API key (default: ${KEY_VAR} if set)")
+    parser.add_argument(
+        "--index",
+        default="",
+        metavar="NAME",
+        help="which served index (needed when the server serves several; `--info` lists them)",
+    )
     _register_steering(parser)
     parser.set_defaults(run=run_query_command)
 
@@ -144,13 +150,13 @@ def run_query_command(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get(KEY_VAR)
     with SearchClient(args.server, args.timeout, api_key, client_tls(args)) as client:
         if args.info:
-            info = client.index_info()
+            info = client.index_info(args.index)
             print(json.dumps(asdict(info), indent=1) if args.json else format_info(info))
         elif args.classify:
             if not args.labels:
                 raise ClipsearchError("--classify needs --labels, e.g. --labels 'cat,dog,car'")
             labels = [label.strip() for label in args.labels.split(",") if label.strip()]
-            scores = client.classify(_read(args.classify), labels)
+            scores = client.classify(_read(args.classify), labels, index=args.index)
             print(json.dumps([asdict(s) for s in scores]) if args.json else format_scores(scores))
         else:
             pages = _search(client, args)
@@ -179,6 +185,7 @@ def _search(client: SearchClient, args: argparse.Namespace) -> list[SearchResult
             collapse=collapse,
             target=target,
             page_token=token,
+            index=args.index,
         )
         pages.append(page)
         token = page.next_page_token
@@ -330,6 +337,7 @@ def format_scores(scores: list[LabelScore]) -> str:
 def format_info(info: IndexInfo) -> str:
     fields = ", ".join(f"{f.name} ({f.type.value}{' list' if f.list else ''})" for f in info.fields)
     rows = [
+        ("index", f"{info.index} (served: {', '.join(info.served_indexes) or info.index})"),
         ("model", f"{info.model} / {info.pretrained or '-'} ({info.dim}-d, on {info.device})"),
         ("index version", info.index_version or "(none loaded)"),
         ("vectors", f"{info.count:,}"),
