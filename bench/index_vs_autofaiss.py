@@ -2,14 +2,18 @@
 
 Run: make bench-index  (or: .venv/bin/python -m bench.index_vs_autofaiss WORKDIR)
 
-1. Writes N CLIP-like unit vectors (bench/synthetic.py) as clipsearch shards and as the
-   .npy files autofaiss reads, plus 1,000 image-like and 1,000 text-like queries (shifted
-   across a modality gap) with their exact top-10 neighbours.
+1. Writes N CLIP-like unit vectors (bench/synthetic.py) as clipsearch shards, each with
+   a paired caption embedding (a text-like vector across the modality gap, as a real
+   caption has its image), and as the .npy files autofaiss reads; plus 1,000 fresh
+   image-like and 1,000 fresh text-like queries with their exact top-10 neighbours.
 2. Builds both indexes at the same memory budget, each in its own process, timing it
-   and sampling its peak memory. autofaiss 2.18 needs faiss < 1.10, so it runs from its
-   own virtual environment (--autofaiss).
-3. Loads both indexes in this one process and sweeps their search knob, measuring
-   recall@10 and single-query single-thread queries/s on both query sets.
+   and sampling its peak memory. clipsearch tunes its text settings on the captions and
+   builds no caption search (--no-caption-index), so both index the images alone.
+   autofaiss 2.18 needs faiss < 1.10, so it runs from its own virtual environment.
+3. Loads both indexes in this one process and measures recall@10 and single-query
+   single-thread queries/s on both query sets: clipsearch at its build's own defaults
+   for each kind, then both builders' search knobs swept; the best setting at or above
+   1,000 queries/s per kind and builder closes the report.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -28,10 +33,13 @@ from bench.embed_pipeline import peak_rss_mb
 from bench.synthetic import ClipLikeSpace
 from clipsearch.index.manifest import current_version
 from clipsearch.index.version import IndexVersion
+from clipsearch.types import QueryKind
 
 K = 10
 QUERIES = 1000
 TIMED = 300
+FAST_QPS = 1000  # the issue's bar: the best recall at or above this single-thread rate
+KINDS = ("image", "text")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +77,9 @@ def prepare(workdir: Path, n: int, dim: int) -> None:
     (workdir / "embeddings").mkdir(exist_ok=True)
     for part, start in enumerate(range(0, n, 250_000)):
         np.save(workdir / "embeddings" / f"part-{part:03d}.npy", vectors[start : start + 250_000])
-    write_synthetic_shards(workdir / "shards", vectors, shard_size=50_000)
+    captions = space.captions(vectors, seed=2)
+    write_synthetic_shards(workdir / "shards", vectors, shard_size=50_000, captions=captions)
+    del captions
     truth = {}
     for kind, queries in (
         ("image", space.images(QUERIES, 101)),
@@ -95,7 +105,7 @@ def build_clipsearch(workdir: Path, budget: str) -> None:
     command = [
         sys.executable, "-m", "clipsearch.cli.main", "--log-level", "WARNING", "build",
         str(workdir / "shards"), "--out", str(workdir / "clipsearch-index"),
-        "--memory-budget", budget, "--target-recall", "0.98",
+        "--memory-budget", budget, "--no-caption-index",
     ]  # fmt: skip
     _timed("clipsearch", command, workdir)
 
@@ -124,18 +134,21 @@ def _timed(name: str, command: list[str], workdir: Path) -> None:
 
 def compare(workdir: Path) -> None:
     faiss.omp_set_num_threads(1)
-    queries = {k: np.load(workdir / f"queries-{k}.npy") for k in ("image", "text")}
-    truth = {k: np.load(workdir / f"truth-{k}.npy") for k in ("image", "text")}
+    queries = {k: np.load(workdir / f"queries-{k}.npy") for k in KINDS}
+    truth = {k: np.load(workdir / f"truth-{k}.npy") for k in KINDS}
     path = current_version(workdir / "clipsearch-index")
     assert path is not None
     ours = IndexVersion(path)
     theirs = faiss.read_index(str(workdir / "autofaiss" / "knn.index"))
     n = ours.manifest.count
+    seconds = {}
     for name in ("clipsearch", "autofaiss"):
         info = json.loads((workdir / f"{name}-build.json").read_text())
+        seconds[name] = info["seconds"]
         print(
             f"{name:>10}: build {info['seconds']:.0f} s, build peak memory {info['peak_mb']:.0f} MB"
         )
+    print(f"build time autofaiss / clipsearch: {seconds['autofaiss'] / seconds['clipsearch']:.2f}x")
     ram_ours = (path / "index.faiss").stat().st_size / n
     ram_theirs = (workdir / "autofaiss" / "knn.index").stat().st_size / n
     print(
@@ -143,38 +156,64 @@ def compare(workdir: Path) -> None:
         f"for re-ranking), autofaiss {ram_theirs:.1f}"
     )
     print(f"clipsearch index: {ours.manifest.factory}; autofaiss: {_factory(workdir)}")
-    for kind in ("image", "text"):
+
+    def ours_at(nprobe: int, candidates: int) -> Search:
+        return lambda q: ours.search(q, K, nprobe=nprobe, candidates=candidates).rows
+
+    print(f"\nclipsearch at its build's defaults (target recall@10 {ours.manifest.target_recall})")
+    for kind in KINDS:
+        chosen = ours.manifest.defaults(QueryKind(kind))
+        recall, qps = _sweep(
+            ours_at(chosen.default_nprobe, chosen.rerank_candidates), queries[kind], truth[kind]
+        )
+        knob = f"nprobe={chosen.default_nprobe},rerank={chosen.rerank_candidates}"
+        print(f"  {kind:<5} ({chosen.source.value}) {knob:<24} {recall:9.3f} {qps:11.0f}")
+
+    best: dict[tuple[str, str], tuple[float, float, str]] = {}
+    for kind in KINDS:
         print(f"\n{kind}-like queries: knob, recall@10, queries/s (one query, one thread)")
         for candidates in (100, 200, 400):
-            for nprobe in (4, 8, 16, 32):
-
-                def ours_search(q: np.ndarray, p: int = nprobe, c: int = candidates) -> np.ndarray:
-                    return ours.search(q, K, nprobe=p, candidates=c).rows
-
-                recall, qps = _sweep(ours_search, queries[kind], truth[kind])
+            for nprobe in (4, 8, 16, 32, 64):
                 knob = f"nprobe={nprobe},rerank={candidates}"
+                recall, qps = _sweep(ours_at(nprobe, candidates), queries[kind], truth[kind])
+                _keep_best(best, ("clipsearch", kind), recall, qps, knob)
                 print(f"  clipsearch  {knob:<24} {recall:9.3f} {qps:11.0f}", flush=True)
         space = faiss.ParameterSpace()
         hnsw = "HNSW" in _factory(workdir)
-        for nprobe in (8, 16, 32, 64, 128, 256, 512):
+        # Small collections get an index without lists from autofaiss: nothing to sweep.
+        probes = (8, 16, 32, 64, 128, 256, 512) if "IVF" in _factory(workdir) else (0,)
+        for nprobe in probes:
             knob = f"nprobe={nprobe}" + (
                 f",quantizer_efSearch={max(2 * nprobe, 32)}" if hnsw else ""
             )
-            space.set_index_parameters(theirs, knob)
-
-            def their_search(q: np.ndarray) -> np.ndarray:
-                return theirs.search(q, K)[1]
-
-            recall, qps = _sweep(their_search, queries[kind], truth[kind])
+            if nprobe:
+                space.set_index_parameters(theirs, knob)
+            recall, qps = _sweep(lambda q: theirs.search(q, K)[1], queries[kind], truth[kind])
+            _keep_best(best, ("autofaiss", kind), recall, qps, knob)
             print(f"  autofaiss   {knob:<24} {recall:9.3f} {qps:11.0f}", flush=True)
 
+    print(f"\nbest recall@10 at >= {FAST_QPS:,} queries/s (one query, one thread)")
+    for (name, kind), (recall, qps, knob) in sorted(best.items()):
+        print(f"  {name:<10} {kind:<5} {knob:<40} {recall:9.3f} {qps:11.0f}")
 
-def _sweep(search: object, queries: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    found = search(queries)  # type: ignore[operator]
+
+Search = Callable[[np.ndarray], np.ndarray]
+
+
+def _keep_best(
+    best: dict[tuple[str, str], tuple[float, float, str]],
+    key: tuple[str, str], recall: float, qps: float, knob: str,
+) -> None:  # fmt: skip
+    if qps >= FAST_QPS and recall > best.get(key, (-1.0, 0.0, ""))[0]:
+        best[key] = (recall, qps, knob)
+
+
+def _sweep(search: Search, queries: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    found = search(queries)
     recall = np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=True)])
     started = time.perf_counter()
     for query in queries[:TIMED]:
-        search(query[None, :])  # type: ignore[operator]
+        search(query[None, :])
     return float(recall), TIMED / (time.perf_counter() - started)
 
 

@@ -408,13 +408,19 @@ def print_sizes(results: list[SizeResult]) -> None:
     ]
     for title, pick in loads:
         print(f"\n{title}: seconds per phase")
-        print(
-            f"{'N':>10} " + " ".join(f"{p:>10}" for p in PHASES) + f" {'total':>8} {'hashed GB':>9}"
-        )
+        heads = " ".join(f"{p:>10}" for p in PHASES)
+        print(f"{'N':>10} {heads} {'total':>8} {'hashed GB':>9} {'hash GB/s':>9} {'read GB/s':>9}")
         for r in results:
             phases = pick(r)
             cells = " ".join(f"{phases.seconds[p]:>10.4f}" for p in PHASES)
-            print(f"{r.n:>10,} {cells} {phases.total_s:>8.2f} {phases.hashed_gb:>9.2f}")
+            # Per byte: the phases follow the files' sizes, which do not grow as N does
+            # when the planner changes codes (Flat at 1M, SQ8 at 5M).
+            hashing = phases.hashed_gb / phases.seconds["checksums"] if phases.hashed_gb else 0
+            reading = r.index_gb / phases.seconds["read_index"]
+            print(
+                f"{r.n:>10,} {cells} {phases.total_s:>8.2f} {phases.hashed_gb:>9.2f} "
+                f"{hashing:>9.2f} {reading:>9.2f}"
+            )
         ns = [r.n for r in results]
         slopes = " ".join(
             f"{growth(ns, [pick(r).seconds[p] for r in results]):>10.2f}" for p in PHASES

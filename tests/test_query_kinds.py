@@ -179,6 +179,40 @@ def test_text_queries_get_the_lists_they_need_and_are_searched_with_them(
     assert pictures_recall >= m.target_recall - 0.02
 
 
+def test_captions_can_measure_text_queries_without_a_caption_index(
+    gapped: Gapped, tmp_path: Path
+) -> None:
+    """--no-caption-index: the captions still tune text queries, but the version holds no
+    caption search, and the image index is planned on the whole budget."""
+    shards = gapped.index.parent / "shards"
+    config = BuildConfig(shards, tmp_path / "index", index_factory="IVF128,Flat",
+                         eval_queries=300, index_captions=False)  # fmt: skip
+    version = IndexVersion(run_build(config).path)
+    m = version.manifest
+    assert version.captions is None and m.captions is None
+    assert not [p.name for p in version.path.iterdir() if "caption" in p.name]
+    text, image = m.defaults(QueryKind.TEXT), m.defaults(QueryKind.IMAGE)
+    assert text.source is QuerySource.CAPTIONS and text.eval_queries == 300
+    assert text.reached is not None and text.reached.recall_at_10 >= m.target_recall
+    assert text.reached.own_image_at_10 is not None  # each caption's item is known
+    assert text.default_nprobe >= 2 * image.default_nprobe
+    # The same text settings as when the captions are indexed: the same data decides them.
+    assert text.default_nprobe == gapped.version.manifest.defaults(QueryKind.TEXT).default_nprobe
+
+    # Fresh text-like queries reach the target with the version's text settings.
+    texts = SPACE.texts(300, seed=9)
+    truth = exact_top_k(texts, gapped.stored, K)
+    assert searched_recall(version, TextQuery("x"), texts, truth) >= m.target_recall - 0.02
+
+
+def test_no_caption_index_is_a_build_flag() -> None:
+    from clipsearch.cli.main import build_parser
+
+    args = build_parser().parse_args(["build", "shards", "--out", "idx", "--no-caption-index"])
+    assert args.index_captions is False
+    assert build_parser().parse_args(["build", "shards", "--out", "idx"]).index_captions
+
+
 def test_every_query_type_maps_to_its_kinds_settings_and_effort_wins(gapped: Gapped) -> None:
     version = gapped.version
     m = version.manifest

@@ -67,6 +67,13 @@ def register(build: argparse.ArgumentParser) -> None:
         "queries; caption embeddings, or else the model's prompt set, for text queries "
         f"(default: {defaults.eval_queries})",
     )
+    build.add_argument(
+        "--no-caption-index",
+        dest="index_captions",
+        action="store_false",
+        help="with caption embeddings in the shards: use them to measure and tune text "
+        "queries, but build no caption search (the image index gets the whole budget)",
+    )
     build.add_argument("--plot", type=Path, help="draw recall against queries/s to this PNG")
     build.set_defaults(run=run_build_command)
 
@@ -84,6 +91,7 @@ def run_build_command(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         keep_versions=args.keep_versions,
         eval_queries=args.eval_queries,
+        index_captions=args.index_captions,
     )
     result = run_build(config)
     print(describe(result.manifest))

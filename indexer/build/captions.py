@@ -9,6 +9,10 @@ index; the image index is still extended in place.
 
 The planner always chooses the caption index (`--index-factory` names the image index's),
 within the captions' share of `--memory-budget`; `--on-disk` applies to both.
+
+With `--no-caption-index` the captions only measure text queries: a sample of them is
+kept in memory as evaluation queries, and the version holds no caption file (the whole
+budget goes to the images).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from clipsearch.index.vector_index import ivf_of
 from clipsearch.indexer.build import train
 from clipsearch.indexer.build.live_rows import LiveSet, iter_live_captions
 from clipsearch.indexer.build.plan import IndexPlan, plan_index
+from clipsearch.indexer.build.text_queries import TextQueries
+from clipsearch.types import QuerySource
 
 log = logging.getLogger(__name__)
 COPY_CHUNK_ROWS = 65_536
@@ -116,6 +122,24 @@ def build_index(
     train.write_index(index, workdir / CAPTIONS_INDEX_FILE)
     ivf = ivf_of(index)
     return replace(plan, nlist=ivf.nlist if ivf is not None else 0)
+
+
+def queries_only(
+    workdir: Path, gathered: Gathered, item_ids: np.ndarray, count: int, seed: int = 0
+) -> TextQueries:
+    """Captions as text evaluation queries without a caption index: up to `count` of them,
+    sampled as text_queries.from_captions samples an indexed set, with their items' rows
+    (`item_ids`: the version's ids.npy). The gathered vectors are removed from the work
+    folder, so the version holds no caption file."""
+    path = workdir / CAPTIONS_VECTORS_FILE
+    vectors = np.load(path, mmap_mode="r")
+    rng = np.random.default_rng(seed)
+    total = len(vectors)
+    picked = np.sort(rng.choice(total, size=min(count, total), replace=False))
+    sample = np.asarray(vectors[picked], dtype=np.float32)
+    del vectors
+    path.unlink()
+    return TextQueries(QuerySource.CAPTIONS, sample, rows_of(gathered.ids[picked], item_ids))
 
 
 class CaptionBuildError(ClipsearchError):

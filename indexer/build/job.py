@@ -73,6 +73,9 @@ class BuildConfig:
     keep_versions: int = 3
     eval_queries: int = 1000
     rerank_candidates: int = DEFAULT_RERANK_CANDIDATES
+    # False (--no-caption-index): caption embeddings only measure text queries; no caption
+    # index is built, and the image index gets the whole memory budget.
+    index_captions: bool = True
 
 
 class BuildKind(StrEnum):
@@ -130,8 +133,9 @@ def run_build(config: BuildConfig) -> BuildResult:
         try:
             live = live_set(config.shards, shards)
             gathered = _gather_captions(config, shards.embedding, live, workdir)
+            indexed = gathered if config.index_captions else None
             budget, caption_budget = captions.budget_share(
-                config.memory_budget, live.count, gathered.count if gathered else 0
+                config.memory_budget, live.count, indexed.count if indexed else 0
             )
             if parent is not None and parent.manifest.nlist:
                 plan, added, removed = _extend(config, parent, live, workdir)
@@ -141,16 +145,18 @@ def run_build(config: BuildConfig) -> BuildResult:
                 kind = BuildKind.FULL if parent is None else BuildKind.REBUILT
             with _phase("writing the fields filters test (fields.parquet)"):
                 fields = build_fields(workdir, shards, live)
-            caption_plan = None
-            if gathered is not None:
-                with _phase(f"indexing {gathered.count:,} captions"):
-                    ids = np.load(workdir / IDS_FILE, mmap_mode="r")
+            caption_plan, caption_queries = None, None
+            ids = np.load(workdir / IDS_FILE, mmap_mode="r")
+            if indexed is not None:
+                with _phase(f"indexing {indexed.count:,} captions"):
                     caption_plan = captions.build_index(
-                        workdir, gathered, ids, caption_budget, config.on_disk
+                        workdir, indexed, ids, caption_budget, config.on_disk
                     )
-            manifest = _evaluate(
-                config, shards, _Plans(plan, caption_plan), workdir, parent, fields, started
-            )
+            elif gathered is not None:
+                log.info("captions measure text queries only: no caption index (as asked)")
+                caption_queries = captions.queries_only(workdir, gathered, ids, config.eval_queries)
+            plans = _Plans(plan, caption_plan, caption_queries)
+            manifest = _evaluate(config, shards, plans, workdir, parent, fields, started)
             path = publish(workdir, config.out, manifest.version, config.keep_versions)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -310,6 +316,9 @@ def _fill(
 class _Plans:
     images: IndexPlan
     captions: IndexPlan | None  # None: no captions indexed
+    # Captions kept as text queries only (--no-caption-index); with a caption index the
+    # text queries are sampled from it instead.
+    caption_queries: text_queries.TextQueries | None = None
 
 
 @dataclass(frozen=True)
@@ -375,7 +384,7 @@ def _evaluate(
         rerank_candidates=images.chosen.candidates,
         recall_curve=images.curve,
         eval_queries=images.queries,
-        text_queries=_measure_text(config, fmt, version, plan, images),
+        text_queries=_measure_text(config, fmt, version, plans, images),
     )
     if version.captions is not None and manifest.captions is not None and plans.captions:
         on_captions = _Captions(version.captions, plans.captions, manifest.captions)
@@ -449,12 +458,14 @@ def _held_out(
 
 
 def _measure_text(
-    config: BuildConfig, fmt: EmbeddingFormat, version: IndexVersion, plan: IndexPlan,
+    config: BuildConfig, fmt: EmbeddingFormat, version: IndexVersion, plans: _Plans,
     images: _Measured,
 ) -> MeasuredDefaults:  # fmt: skip
     """Text queries against the images: caption embeddings, else the model's prompts,
     else not measured (with a warning) and given the image settings."""
-    if version.captions is not None:
+    if plans.caption_queries is not None:
+        queries = plans.caption_queries
+    elif version.captions is not None:
         queries = text_queries.from_captions(version.captions, config.eval_queries)
     else:
         with _phase("embedding the prompt set with the collection's model"):
@@ -474,7 +485,7 @@ def _measure_text(
         evalset = evaluate.outside_eval_set(
             queries.vectors, version.vectors, version.ids, queries.own_rows
         )
-    measured = _measure(config, version.images, evalset, plan, "text ")
+    measured = _measure(config, version.images, evalset, plans.images, "text ")
     if measured.own_exact is not None and measured.chosen.own_image_at_10 is not None:
         log.info(
             "text queries find their caption's own image in the top 10 %.3f of the time "
