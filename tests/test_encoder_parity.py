@@ -9,6 +9,7 @@ import open_clip
 import pytest
 import torch
 from PIL import Image
+from torch.profiler import ProfilerActivity, profile
 
 from clipsearch.encoder import ClipEncoder, load_encoder
 from clipsearch.models import SEED_MODELS, ModelSpec
@@ -154,3 +155,28 @@ def test_trimmed_text_batches_match_the_full_context() -> None:
     full = encoder.encode_texts(texts)
     np.testing.assert_allclose(trimmed, full, atol=TOLERANCE, rtol=0)
     np.testing.assert_allclose(singles, full, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.gpu
+def test_cuda_half_precision_matches_cpu_fp32(
+    tiny_encoder: ClipEncoder, tiny_checkpoint: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The default CUDA path (half-precision weights) against the CPU's fp32, same weights."""
+    cuda = load_encoder(ModelSpec(model=TINY, pretrained=str(tiny_checkpoint), device="cuda"))
+    assert cuda.dtype in (torch.float16, torch.bfloat16)
+    images = list(photos.values())
+    image_cos = np.sum(cuda.encode_images(images) * tiny_encoder.encode_images(images), axis=1)
+    text_cos = np.sum(cuda.encode_texts(TEXTS) * tiny_encoder.encode_texts(TEXTS), axis=1)
+    assert image_cos.min() >= 0.9999
+    assert text_cos.min() >= 0.9999
+
+
+@pytest.mark.gpu
+def test_cuda_image_attention_is_fused(tiny_checkpoint: Path) -> None:
+    cuda = load_encoder(ModelSpec(model=TINY, pretrained=str(tiny_checkpoint), device="cuda"))
+    pixels = torch.rand(4, 3, 224, 224)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        cuda.encode_pixels(pixels)
+    ops = {event.key for event in prof.key_averages()}
+    assert "aten::_native_multi_head_attention" in ops
+    assert "aten::scaled_dot_product_attention" in ops

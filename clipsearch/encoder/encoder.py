@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -13,10 +12,11 @@ import open_clip
 import torch
 from PIL import Image
 
-from clipsearch.encoder.device import select_device
+from clipsearch.encoder.device import device_precision, select_device
 from clipsearch.encoder.images import DEFAULT_MAX_PIXELS, decode_image, to_rgb
 from clipsearch.encoder.spec import EncoderInfo
 from clipsearch.encoder.text_prefix import encode_text_prefix, supports_prefix
+from clipsearch.encoder.tokenizer import get_tokenizer
 from clipsearch.encoder.weights import ResolvedWeights, resolve_weights
 from clipsearch.errors import ClipsearchError
 from clipsearch.models import ModelSpec, PreprocessConfig
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 _CONFIG_DIR = Path(__file__).parent / "model_configs"
 DEFAULT_BATCH_SIZE = 32
 RANDOM_INIT_SEED = 0
+_FP32_PARAMETERS = ("logit_scale", "logit_bias")
 
 ImageInput = Image.Image | bytes
 T = TypeVar("T")
@@ -49,14 +50,24 @@ def register_model_configs() -> None:
         open_clip.add_model_config(_CONFIG_DIR)
 
 
-def load_encoder(spec: ModelSpec | None = None, allow_download: bool = True) -> ClipEncoder:
-    """Load the model `spec` names, with its own preprocessing, on the best device."""
+def load_encoder(
+    spec: ModelSpec | None = None,
+    allow_download: bool = True,
+    precision: torch.dtype | None = None,
+) -> ClipEncoder:
+    """Load the model `spec` names, with its own preprocessing, on the best device.
+
+    The weights are held in `precision`, by default the device's (`device_precision`).
+    """
     spec = spec or ModelSpec()
     register_model_configs()
     resolved = resolve_weights(spec, allow_download=allow_download)
     device = select_device(spec.device)
     model, preprocess, dim, preprocess_cfg = _build_model(resolved, device)
-    tokenizer = open_clip.get_tokenizer(resolved.model_name)
+    dtype = precision or device_precision(device)
+    if dtype != torch.float32:
+        _cast_weights(model, dtype)
+    tokenizer = get_tokenizer(resolved.model_name)
     from_hub = spec.pretrained.startswith("hf-hub:")
     info = EncoderInfo(
         model=spec.pretrained if from_hub else spec.model,
@@ -67,8 +78,8 @@ def load_encoder(spec: ModelSpec | None = None, allow_download: bool = True) -> 
         weights=resolved.description,
         context_length=int(tokenizer.context_length),
     )
-    log.info("loaded %s on %s (dim %d)", info.weights, info.device, info.dim)
-    return ClipEncoder(model, preprocess, tokenizer, info, device)
+    log.info("loaded %s on %s in %s (dim %d)", info.weights, info.device, dtype, info.dim)
+    return ClipEncoder(model, preprocess, tokenizer, info, device, dtype=dtype)
 
 
 def _build_model(
@@ -99,6 +110,20 @@ def _build_model(
     return model, preprocess, dim, _preprocess_config(model.visual.preprocess_cfg)
 
 
+def _cast_weights(model: ClipModel, dtype: torch.dtype) -> None:
+    """Hold every weight in `dtype`, except the learned temperature: bf16 would round
+    exp(logit_scale) = 100 to 98.9 and shift zero-shot probabilities."""
+    assert isinstance(model, torch.nn.Module)
+    kept = {
+        name: param.detach().clone()
+        for name, param in model.named_parameters(recurse=False)
+        if name in _FP32_PARAMETERS
+    }
+    model.to(dtype)
+    for name, value in kept.items():
+        getattr(model, name).data = value
+
+
 def _preprocess_config(cfg: dict[str, Sequence[float] | int | str]) -> PreprocessConfig:
     size, mean, std = cfg["size"], cfg["mean"], cfg["std"]
     assert not isinstance(mean, int | str) and not isinstance(std, int | str)
@@ -116,7 +141,8 @@ def _preprocess_config(cfg: dict[str, Sequence[float] | int | str]) -> Preproces
 class ClipEncoder:
     """Encodes batches of images and texts into L2-normalised float32 vectors.
 
-    On CUDA the towers run under fp16 autocast; on CPU in fp32. The preprocessing is
+    The towers run in the dtype their weights are held in (`dtype`: half precision on
+    CUDA, fp32 on CPU); inputs are cast to it on the device. The preprocessing is
     the one OpenCLIP's pretrained config assigns to the loaded weights. Text batches are
     cut to their longest real token sequence where that is exact (`trim_text`).
     """
@@ -129,6 +155,7 @@ class ClipEncoder:
         info: EncoderInfo,
         device: torch.device,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.model = model
         self.transform = preprocess
@@ -136,6 +163,7 @@ class ClipEncoder:
         self.info = info
         self.device = device
         self.batch_size = batch_size
+        self.dtype = dtype
         self.trim_text = supports_prefix(model)
 
     @property
@@ -162,8 +190,8 @@ class ClipEncoder:
         """Preprocessed image tensors (N, C, H, W) to unit vectors (N, dim)."""
         if pixels.shape[0] == 0:
             return self._empty()
-        with torch.inference_mode(), self._autocast():
-            features = self.model.encode_image(pixels.to(self.device, non_blocking=True))
+        with torch.inference_mode():
+            features = self.model.encode_image(self._to_device(pixels).to(self.dtype))
         return _unit_rows(features)
 
     def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
@@ -181,8 +209,8 @@ class ClipEncoder:
         """Token ids (N, context_length) to unit vectors (N, dim)."""
         if tokens.shape[0] == 0:
             return self._empty()
-        tokens = tokens.to(self.device, non_blocking=True)
-        with torch.inference_mode(), self._autocast():
+        tokens = self._to_device(tokens)
+        with torch.inference_mode():
             if self.trim_text:
                 features = encode_text_prefix(self.model, tokens)
             else:
@@ -193,10 +221,12 @@ class ClipEncoder:
         parts = [self.encode_tokens(self.tokenize(b)) for b in _batches(texts, self.batch_size)]
         return np.concatenate(parts) if parts else self._empty()
 
-    def _autocast(self) -> contextlib.AbstractContextManager[object]:
-        if self.device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+    def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        """A host batch onto the device; from pinned memory the copy is asynchronous, so
+        the kernels that follow are queued while it runs (the embed loader pins already)."""
+        if self.device.type == "cuda" and batch.device.type == "cpu":
+            batch = batch.pin_memory()  # returns the batch itself when it is pinned already
+        return batch.to(self.device, non_blocking=True)
 
     def _empty(self) -> np.ndarray:
         return np.empty((0, self.dim), dtype=np.float32)
