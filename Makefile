@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FAISS ?= cpu
 STAMP := $(VENV)/.installed-$(FAISS)
 
-.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-import bench-index bench-filter bench-serve bench-faces bench-reload soak
+.PHONY: venv browser demo test lint layers typecheck unit clean protos bench-embed bench-import bench-index bench-filter bench-serve bench-faces bench-reload bench-gpu soak
 
 venv: $(STAMP)
 
@@ -56,6 +56,11 @@ bench-import: venv
 
 bench-serve: venv
 	$(BIN)/python -m bench.serve_qps
+
+# Encoder, embed and serve on CUDA beside their references; without CUDA it says so.
+# On a lent GPU host: bench/gpu_host.sh (wheels carried in .gpu-wheels/).
+bench-gpu: venv
+	$(BIN)/python -m bench.gpu
 
 # HTTP against gRPC on one server; SERVER_CLI=path/to/clipsearch measures another build.
 bench-faces: venv

@@ -14,10 +14,11 @@ cd "$(dirname "$0")/.."
 WHEELS=${GPU_WHEELS:-.gpu-wheels}
 PYTHON=${PYTHON:-python3}
 # What clipsearch's encoder, indexer and server import that the host's image does not hold
-# (or holds too old: grpcio, protobuf); timm rides along because open_clip needs >= 1.0.17.
+# (or holds too old: grpcio, protobuf); timm rides along because open_clip needs >= 1.0.17,
+# tokenizers at the release whose ids are tested against open_clip's.
 PACKAGES=(open_clip_torch timm ftfy wcwidth faiss-cpu grpcio protobuf grpcio-health-checking
-    grpcio-reflection starlette uvicorn httptools)
-MODULES=(open_clip timm ftfy faiss grpc google.protobuf grpc_health.v1.health
+    grpcio-reflection starlette uvicorn httptools tokenizers)
+MODULES=(open_clip timm ftfy tokenizers faiss grpc google.protobuf grpc_health.v1.health
     grpc_reflection.v1alpha.reflection starlette uvicorn httptools
     clipsearch.indexer clipsearch.server.app bench.encoder_speed)
 
