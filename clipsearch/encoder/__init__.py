@@ -9,8 +9,10 @@ from clipsearch.encoder.encoder import (
 )
 from clipsearch.encoder.images import (
     DEFAULT_MAX_PIXELS,
+    DecodedImage,
     DecodeFailure,
     ImageDecodeError,
+    decode_for_model,
     decode_image,
     read_image,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "SEED_MODELS",
     "ClipEncoder",
     "DecodeFailure",
+    "DecodedImage",
     "EncoderInfo",
     "ImageDecodeError",
     "ModelLoadError",
@@ -43,6 +46,7 @@ __all__ = [
     "PreprocessConfig",
     "UnknownModelError",
     "WeightsUnavailableError",
+    "decode_for_model",
     "decode_image",
     "load_encoder",
     "read_image",

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from clipsearch.encoder.device import device_precision, select_device
-from clipsearch.encoder.images import DEFAULT_MAX_PIXELS, decode_image, to_rgb
+from clipsearch.encoder.images import DEFAULT_MAX_PIXELS, decode_for_model, to_rgb
 from clipsearch.encoder.spec import EncoderInfo
 from clipsearch.encoder.text_prefix import encode_text_prefix, supports_prefix
 from clipsearch.encoder.tokenizer import get_tokenizer
@@ -176,6 +176,12 @@ class ClipEncoder:
         scale = getattr(self.model, "logit_scale", None)
         return float(scale.detach().exp()) if isinstance(scale, torch.Tensor) else 100.0
 
+    @property
+    def input_side(self) -> int:
+        """The model input's longer side: images need at least this many pixels on their
+        shorter side for the preprocessing's resize to lose nothing."""
+        return max(self.info.preprocess.size)
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """An RGB image to the model's input tensor (C, H, W); pure CPU work, thread-safe."""
         return self.transform(to_rgb(image))
@@ -183,8 +189,9 @@ class ClipEncoder:
     def preprocess_input(
         self, item: ImageInput, source: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> torch.Tensor:
-        image = decode_image(item, source, max_pixels) if isinstance(item, bytes) else item
-        return self.preprocess(image)
+        if isinstance(item, bytes):
+            item = decode_for_model(item, self.input_side, source, max_pixels).image
+        return self.preprocess(item)
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Preprocessed image tensors (N, C, H, W) to unit vectors (N, dim)."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from PIL import Image
 
 from clipsearch.collection.ids import content_hash
-from clipsearch.encoder import DecodeFailure, ImageDecodeError, decode_image
+from clipsearch.encoder import DecodeFailure, ImageDecodeError, decode_for_model
 from clipsearch.indexer.embed.plan import PlannedItem
 from clipsearch.indexer.embed.sources import Reader, read_text
 
@@ -37,11 +37,14 @@ class DecodedItem:
 
 @dataclass(frozen=True)
 class Decoder:
-    """Picklable: the transform and tokenizer are plain callables without the model."""
+    """Picklable: the transform and tokenizer are plain callables without the model.
+    JPEGs are decoded at the smallest scale that still gives `min_side` pixels on their
+    shorter side (0: always in full)."""
 
     transform: Callable[[Image.Image], torch.Tensor]
     tokenizer: Callable[[Sequence[str]], torch.Tensor] | None
     max_pixels: int
+    min_side: int = 0
 
     def __call__(self, position: int, planned: PlannedItem, reader: Reader) -> DecodedItem:
         item = planned.item
@@ -52,7 +55,7 @@ class Decoder:
         except OSError as err:
             return _failed(position, DecodeFailure.UNREADABLE, f"{type(err).__name__}: {err}")
         try:
-            image = decode_image(data, item.uri, self.max_pixels)
+            decoded = decode_for_model(data, self.min_side, item.uri, self.max_pixels)
         except ImageDecodeError as err:
             return _failed(position, err.reason, err.detail)
         tokens = None
@@ -60,10 +63,10 @@ class Decoder:
             tokens = self.tokenizer([caption])[0]
         return DecodedItem(
             position=position,
-            pixels=self.transform(image),
+            pixels=self.transform(decoded.image),
             tokens=tokens,
-            width=image.width,
-            height=image.height,
+            width=decoded.width,
+            height=decoded.height,
             content_hash=content_hash(data),
             caption=caption,
             metadata=metadata,
@@ -76,6 +79,12 @@ class DecodedBatch:
     pixels: torch.Tensor  # one row per decoded item, in order
     tokens: torch.Tensor | None  # one row per decoded item with a caption, in order
     captioned: list[bool]  # per decoded item: does it have a row in `tokens`
+
+    def pin_memory(self) -> DecodedBatch:
+        """Called by the DataLoader's pinning thread (a dataclass is not pinned otherwise),
+        so the copy to the GPU can run asynchronously."""
+        tokens = self.tokens.pin_memory() if self.tokens is not None else None
+        return replace(self, pixels=self.pixels.pin_memory(), tokens=tokens)
 
 
 def collate(items: list[DecodedItem], half: bool = False) -> DecodedBatch:

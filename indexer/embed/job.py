@@ -202,7 +202,7 @@ def _batches(
     pending: Sequence[PlannedItem], encoder: ClipEncoder, config: EmbedConfig
 ) -> Iterator[EncodedBatch]:
     tokenizer = encoder.tokenizer if config.embed_captions else None
-    decoder = Decoder(encoder.transform, tokenizer, config.max_pixels)
+    decoder = Decoder(encoder.transform, tokenizer, config.max_pixels, encoder.input_side)
     if config.engine is Engine.RAY:
         from clipsearch.indexer.embed.engines.ray import (
             run_ray,  # Ray is imported only when asked for
