@@ -86,6 +86,14 @@ def test_server_image_queries_are_decoded_reduced(
     assert not torch.equal(query, full)
 
 
+def test_phone_camera_mpo_is_reduced_like_a_jpeg(photos: dict[str, Image.Image]) -> None:
+    picture = enlarged(photos["coffee"], 1600)
+    data = encoded(picture, "MPO", save_all=True, append_images=[picture.rotate(90)])
+    reduced = decode_for_model(data, SIDE)
+    assert (reduced.width, reduced.height) == picture.size
+    assert min(reduced.image.size) < 2 * SIDE
+
+
 @pytest.mark.parametrize(
     ("fmt", "longer_side"),
     [("PNG", 1600), ("WEBP", 1600), ("JPEG", 440)],

@@ -71,8 +71,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=defaults.workers,
-        help="decoding processes beside the encoder (default: CPU count, at most 4; 0 decodes "
-        "in the main process)",
+        help="decoding processes beside the encoder (default: the cores this process may use, "
+        f"less one for the encoder: {defaults.workers} here; 0 decodes in the main process)",
     )
     parser.add_argument(
         "--shard-size",

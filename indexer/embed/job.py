@@ -42,13 +42,28 @@ from clipsearch.version import VERSION
 log = logging.getLogger(__name__)
 
 
+def decode_workers(cores: int) -> int:
+    """Decoding processes for a host with `cores` usable cores: all but the one the main
+    process needs to feed the encoder and write shards. A fixed 4 starved an H200: 406
+    images/s with 4 workers on 16 cores, 836 with 14 (ViT-L-14, 640x480 JPEGs)."""
+    return max(1, cores - 1)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask: a container's CPU set), not the
+    machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     source: SourceSpec
     out: Path
     model: ModelSpec = field(default_factory=ModelSpec)
     batch_size: int = 32
-    workers: int = min(4, os.cpu_count() or 1)
+    workers: int = field(default_factory=lambda: decode_workers(usable_cores()))
     shard_size: int = 10_000
     embedding_dtype: VectorDtype = VectorDtype.FLOAT16
     embed_captions: bool = False
