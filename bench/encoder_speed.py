@@ -34,6 +34,7 @@ from pathlib import Path
 
 import open_clip
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from clipsearch.encoder import ClipEncoder, load_encoder, register_model_configs
@@ -196,7 +197,10 @@ class Towers:
         """FLOPs of one image through the visual tower, against a measured matmul rate."""
         height, width = self.encoder.info.preprocess.size
         counter = FlopCounterMode(display=False)
-        with torch.inference_mode(), counter:
+        # Counted on the plain path: under inference_mode nn.MultiheadAttention takes a fused
+        # op whose in-projection the counter misses, and fused attention kernels are not
+        # counted on CPU; the math backend's matmuls are (ViT-L-14: 162.0 GFLOP, as by hand).
+        with sdpa_kernel(SDPBackend.MATH), counter:
             self.base.visual(torch.zeros(1, 3, height, width))
         dtype, rate = matmul_rate(self.device)
         return Physical(self.model, (height, width), counter.get_total_flops(), dtype, rate)
