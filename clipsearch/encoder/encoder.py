@@ -12,7 +12,7 @@ import open_clip
 import torch
 from PIL import Image
 
-from clipsearch.encoder.device import device_precision, select_device
+from clipsearch.encoder.device import precision_for, select_device
 from clipsearch.encoder.images import DEFAULT_MAX_PIXELS, decode_for_model, to_rgb
 from clipsearch.encoder.spec import EncoderInfo
 from clipsearch.encoder.text_prefix import encode_text_prefix, supports_prefix
@@ -57,14 +57,14 @@ def load_encoder(
 ) -> ClipEncoder:
     """Load the model `spec` names, with its own preprocessing, on the best device.
 
-    The weights are held in `precision`, by default the device's (`device_precision`).
+    The weights are held in `precision`, by default the device's (`precision_for`).
     """
     spec = spec or ModelSpec()
     register_model_configs()
     resolved = resolve_weights(spec, allow_download=allow_download)
     device = select_device(spec.device)
     model, preprocess, dim, preprocess_cfg = _build_model(resolved, device)
-    dtype = precision or device_precision(device)
+    dtype = precision or precision_for(device.type)
     if dtype != torch.float32:
         _cast_weights(model, dtype)
     tokenizer = get_tokenizer(resolved.model_name)
@@ -111,8 +111,9 @@ def _build_model(
 
 
 def _cast_weights(model: ClipModel, dtype: torch.dtype) -> None:
-    """Hold every weight in `dtype`, except the learned temperature: bf16 would round
-    exp(logit_scale) = 100 to 98.9 and shift zero-shot probabilities."""
+    """Hold every weight in `dtype`, except the learned temperature: rounded, it would
+    shift zero-shot probabilities (exp(logit_scale) = 100 becomes 100.03 in fp16, 98.9
+    in bf16)."""
     assert isinstance(model, torch.nn.Module)
     kept = {
         name: param.detach().clone()
