@@ -83,11 +83,21 @@ class EmbedSummary:
     duplicates: int
     seconds: float
     shards: int
+    setup_seconds: float = 0.0  # of `seconds`: loading the model, listing and planning
 
     @property
     def images_per_second(self) -> float:
-        processed = self.embedded + sum(self.skipped.values())
-        return processed / self.seconds if self.seconds > 0 else 0.0
+        return self._processed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def embedding_rate(self) -> float:
+        """Images per second once the model is loaded: what the pipeline itself sustains."""
+        working = self.seconds - self.setup_seconds
+        return self._processed / working if working > 0 else 0.0
+
+    @property
+    def _processed(self) -> int:
+        return self.embedded + sum(self.skipped.values())
 
     def describe(self) -> str:
         skipped = sum(self.skipped.values())
@@ -95,8 +105,9 @@ class EmbedSummary:
         lines = [
             f"embedded {self.embedded}, unchanged {self.unchanged}, "
             f"skipped {skipped}{f' ({reasons})' if reasons else ''}, deleted {self.deleted}",
-            f"{self.images_per_second:.1f} images/s over {self.seconds:.1f} s, "
-            f"{self.shards} shard(s) written",
+            f"{self.images_per_second:.1f} images/s over {self.seconds:.1f} s "
+            f"({self.embedding_rate:.1f} after {self.setup_seconds:.1f} s loading the model "
+            f"and listing the source), {self.shards} shard(s) written",
         ]
         if self.duplicates:
             lines.append(f"{self.duplicates} duplicate uri(s) in the source were embedded once")
@@ -121,7 +132,8 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     try:
         with exclusive(config.out, "embed"):
             encoder, manifest, plan = _prepare(config)
-            return _embed(config, encoder, manifest, plan, started)
+            setup_s = time.monotonic() - started
+            return _embed(config, encoder, manifest, plan, started, setup_s)
     except BaseException:
         if created and _untouched(config.out):
             shutil.rmtree(config.out, ignore_errors=True)
@@ -161,6 +173,7 @@ def _embed(
     manifest: Manifest,
     plan: EmbedPlan,
     started: float,
+    setup_s: float,
 ) -> EmbedSummary:
     _remove_leftovers(config.out, manifest)
     run = manifest.next_run()
@@ -191,6 +204,7 @@ def _embed(
         duplicates=plan.duplicates,
         seconds=time.monotonic() - started,
         shards=committer.shards_written,
+        setup_seconds=setup_s,
     )
     finished = RunRecord(
         run,
