@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.encoder_speed import PlainRate, Report, Speed
+from bench.gpu import FULL, ChildRun, embed_row
+
 REPO = Path(__file__).resolve().parent.parent
 ROWS = ("encoder, ", "encoder, ", "encoder, ", "clipsearch embed", "clipsearch serve")
 
@@ -47,3 +50,32 @@ def test_smoke_runs_every_row_end_to_end() -> None:
         assert measured[0].isdigit(), row  # a figure, not "exited with status ..."
         assert " of " in reference, row  # a ratio to its reference, same run
     assert "Physical limit:" in table and "GFLOP per 224x224 image" in table
+
+
+def speed(kind: str, ours: float, plain: float) -> Speed:
+    plain_copies = (PlainRate("fp16", plain * 0.9), PlainRate("bf16", plain))
+    return Speed("ViT-L-14", kind, 512, "cuda", ours, plain_copies)
+
+
+def test_encoder_report_round_trips_through_json_and_ratios_take_the_fastest_copy() -> None:
+    report = Report((speed("images", 2500.0, 2600.0),), None, 12.5)
+    again = Report.from_json(report.to_json())
+    assert again == report
+    assert again.speeds[0].reference == PlainRate("bf16", 2600.0)
+    assert again.speeds[0].ratio == pytest.approx(2500 / 2600)
+
+
+def test_embed_row_reads_the_pipeline_rate_against_the_encoder_row() -> None:
+    lines = (
+        "8000 images, ViT-L-14 random init on cuda:0 in torch.bfloat16, batch 256, ...",
+        "  t_model       0.45 ms/image  ( 2222.2 images/s)",
+        "  clipsearch embed          2000.0 images/s once loaded (1500.0 over the whole run)",
+    )
+    row = embed_row(ChildRun("embed", lines, 0, 60.0), FULL, speed("images", 2500.0, 2600.0))
+    assert row.measured == "2,000 img/s"
+    assert "encoder alone 2,500 img/s" in row.reference and "0.80 of it" in row.reference
+    assert "own model-alone pass 2,222 img/s, 0.90" in row.reference
+    failed = embed_row(ChildRun("embed", lines[:1], 1, 3.0), FULL, None)
+    assert failed.measured == "exited with status 1"
+    stopped = embed_row(ChildRun("embed", lines, None, 150.0), FULL, None)
+    assert stopped.measured == "stopped at its budget (150 s)"
