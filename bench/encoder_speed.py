@@ -60,6 +60,7 @@ class Speed:
     kind: str  # "images" or "texts"
     batch: int
     device: str
+    ours_dtype: str
     ours_per_s: float
     plain: tuple[PlainRate, ...]
 
@@ -210,7 +211,8 @@ class Towers:
     def _speed(self, kind: str, batch: int, rates: dict[str, float]) -> Speed:
         ours = rates.pop("ours")
         plain = tuple(PlainRate(name, per_s) for name, per_s in rates.items())
-        return Speed(self.model, kind, batch, str(self.device), ours, plain)
+        ours_dtype = dtype_name(self.encoder.dtype)
+        return Speed(self.model, kind, batch, str(self.device), ours_dtype, ours, plain)
 
 
 def _inference(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], object]:
@@ -247,7 +249,7 @@ def describe(speed: Speed) -> str:
     plain = ", ".join(f"{p.dtype} {p.per_s:,.0f}" for p in speed.plain)
     return (
         f"{speed.model} {speed.kind}, batch {speed.batch} on {speed.device}: "
-        f"ours {speed.ours_per_s:,.0f}/s; plain copy {plain}/s; "
+        f"ours ({speed.ours_dtype}) {speed.ours_per_s:,.0f}/s; plain copy {plain}/s; "
         f"ours / best plain = {speed.ratio:.2f}"
     )
 

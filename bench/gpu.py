@@ -262,7 +262,7 @@ def encoder_row(speed: Speed | None, what: str, unit: str) -> Row:
     context = " at the full 77-token context" if speed.kind == "texts" else ""
     return Row(
         what,
-        f"{_per_s(speed.ours_per_s)} {unit}",
+        f"{_per_s(speed.ours_per_s)} {unit} ({speed.ours_dtype})",
         f"plain copy{context}: {plain} {unit}; ours {speed.ratio:.2f} of the best",
     )
 

@@ -54,7 +54,7 @@ def test_smoke_runs_every_row_end_to_end() -> None:
 
 def speed(kind: str, ours: float, plain: float) -> Speed:
     plain_copies = (PlainRate("fp16", plain * 0.9), PlainRate("bf16", plain))
-    return Speed("ViT-L-14", kind, 512, "cuda", ours, plain_copies)
+    return Speed("ViT-L-14", kind, 512, "cuda", "bf16", ours, plain_copies)
 
 
 def test_encoder_report_round_trips_through_json_and_ratios_take_the_fastest_copy() -> None:
