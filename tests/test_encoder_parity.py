@@ -180,3 +180,16 @@ def test_cuda_image_attention_is_fused(tiny_checkpoint: Path) -> None:
     ops = {event.key for event in prof.key_averages()}
     assert "aten::_native_multi_head_attention" in ops
     assert "aten::scaled_dot_product_attention" in ops
+
+
+@pytest.mark.gpu
+def test_cuda_batches_queued_ahead_give_their_own_vectors(
+    tiny_checkpoint: Path, photos: dict[str, Image.Image]
+) -> None:
+    """The embed loop queues a batch before awaiting the previous one's vectors."""
+    cuda = load_encoder(ModelSpec(model=TINY, pretrained=str(tiny_checkpoint), device="cuda"))
+    pixels = torch.stack([cuda.preprocess(image) for image in photos.values()])
+    first, second = cuda.start_pixels(pixels[:2]), cuda.start_pixels(pixels[2:])
+    queued = np.concatenate([first.result(), second.result()])
+    one_by_one = [cuda.encode_pixels(pixels[:2]), cuda.encode_pixels(pixels[2:])]
+    np.testing.assert_allclose(queued, np.concatenate(one_by_one), atol=1e-5)

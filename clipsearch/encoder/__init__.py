@@ -4,6 +4,7 @@ from clipsearch.encoder.device import select_device
 from clipsearch.encoder.encoder import (
     ClipEncoder,
     ModelLoadError,
+    PendingVectors,
     load_encoder,
     register_model_configs,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "ImageDecodeError",
     "ModelLoadError",
     "ModelSpec",
+    "PendingVectors",
     "PreprocessConfig",
     "UnknownModelError",
     "WeightsUnavailableError",

@@ -196,11 +196,16 @@ class ClipEncoder:
 
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Preprocessed image tensors (N, C, H, W) to unit vectors (N, dim)."""
+        return self.start_pixels(pixels).result()
+
+    def start_pixels(self, pixels: torch.Tensor) -> PendingVectors:
+        """`encode_pixels`, returning as soon as the work is queued on a CUDA device, so
+        the caller can prepare the next batch meanwhile (on CPU it is done on return)."""
         if pixels.shape[0] == 0:
-            return self._empty()
+            return PendingVectors(torch.empty(0, self.dim))
         with torch.inference_mode():
             features = self.model.encode_image(self._to_device(pixels).to(self.dtype))
-        return _unit_rows(features)
+            return _pending_unit_rows(features)
 
     def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """PIL images or encoded bytes to unit vectors; bad bytes raise ImageDecodeError."""
@@ -215,15 +220,19 @@ class ClipEncoder:
 
     def encode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
         """Token ids (N, context_length) to unit vectors (N, dim)."""
+        return self.start_tokens(tokens).result()
+
+    def start_tokens(self, tokens: torch.Tensor) -> PendingVectors:
+        """`encode_tokens`, returning as soon as the work is queued (see `start_pixels`)."""
         if tokens.shape[0] == 0:
-            return self._empty()
+            return PendingVectors(torch.empty(0, self.dim))
         tokens = self._to_device(tokens)
         with torch.inference_mode():
             if self.trim_text:
                 features = encode_text_prefix(self.model, tokens)
             else:
                 features = self.model.encode_text(tokens)
-        return _unit_rows(features)
+            return _pending_unit_rows(features)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         parts = [self.encode_tokens(self.tokenize(b)) for b in _batches(texts, self.batch_size)]
@@ -240,9 +249,29 @@ class ClipEncoder:
         return np.empty((0, self.dim), dtype=np.float32)
 
 
-def _unit_rows(features: torch.Tensor) -> np.ndarray:
-    normalised = torch.nn.functional.normalize(features.float(), dim=-1)
-    return normalised.cpu().numpy().astype(np.float32, copy=False)
+class PendingVectors:
+    """Unit vectors on their way to the host; `result()` waits for them."""
+
+    def __init__(self, rows: torch.Tensor, ready: torch.cuda.Event | None = None) -> None:
+        self._rows = rows
+        self._ready = ready
+
+    def result(self) -> np.ndarray:
+        if self._ready is not None:
+            self._ready.synchronize()
+        return self._rows.numpy().astype(np.float32, copy=False)
+
+
+def _pending_unit_rows(features: torch.Tensor) -> PendingVectors:
+    rows = torch.nn.functional.normalize(features.float(), dim=-1)
+    if rows.device.type != "cuda":
+        return PendingVectors(rows)
+    # Into pinned memory, so the copy back is queued too instead of waiting for the GPU.
+    host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+    host.copy_(rows, non_blocking=True)
+    ready = torch.cuda.Event()  # type: ignore[no-untyped-call]
+    ready.record(torch.cuda.current_stream(rows.device))
+    return PendingVectors(host, ready)
 
 
 def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

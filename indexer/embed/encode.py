@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipsearch.encoder import ClipEncoder
+from clipsearch.encoder import ClipEncoder, PendingVectors
 from clipsearch.indexer.embed.decode import DecodedBatch, DecodedItem
 
 
@@ -34,7 +34,21 @@ class EncodedBatch:
         )
 
 
-def encode_batch(encoder: ClipEncoder, batch: DecodedBatch) -> EncodedBatch:
-    vectors = encoder.encode_pixels(batch.pixels)
-    text = encoder.encode_tokens(batch.tokens) if batch.tokens is not None else None
-    return EncodedBatch(batch.items, vectors, text, batch.captioned)
+@dataclass(frozen=True)
+class PendingBatch:
+    """A batch whose vectors are still being computed (on a GPU); `result()` waits."""
+
+    batch: DecodedBatch
+    vectors: PendingVectors
+    text_vectors: PendingVectors | None
+
+    def result(self) -> EncodedBatch:
+        text = self.text_vectors.result() if self.text_vectors is not None else None
+        return EncodedBatch(self.batch.items, self.vectors.result(), text, self.batch.captioned)
+
+
+def start_batch(encoder: ClipEncoder, batch: DecodedBatch) -> PendingBatch:
+    """Queue a batch's encoding; on CUDA this returns before the GPU is done."""
+    vectors = encoder.start_pixels(batch.pixels)
+    text = encoder.start_tokens(batch.tokens) if batch.tokens is not None else None
+    return PendingBatch(batch, vectors, text)

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from clipsearch.encoder import ClipEncoder
 from clipsearch.errors import ClipsearchError
 from clipsearch.indexer.embed.decode import DecodedItem, Decoder, collate
-from clipsearch.indexer.embed.encode import EncodedBatch, encode_batch
+from clipsearch.indexer.embed.encode import EncodedBatch, PendingBatch, start_batch
 from clipsearch.indexer.embed.plan import PlannedItem
 from clipsearch.indexer.embed.sources import Reader
 from clipsearch.indexer.memory import release_free_memory
@@ -69,12 +69,20 @@ def run_local(
         worker_init_fn=_ignore_ctrl_c,
     )
     done = 0
+    pending: PendingBatch | None = None
     with torch.inference_mode():
         for batch in _guarded(iter(loader), worker_timeout_s):
-            yield encode_batch(encoder, batch)
+            # The next batch is queued before the last one's vectors are awaited: the GPU
+            # stays busy while this process commits shards and takes the next batch.
+            started = start_batch(encoder, batch)
+            if pending is not None:
+                yield pending.result()
+            pending = started
             done += len(batch.items)
             if done % TRIM_EVERY_ITEMS < len(batch.items):
                 release_free_memory()
+        if pending is not None:
+            yield pending.result()
 
 
 def _ignore_ctrl_c(worker: int) -> None:
