@@ -37,6 +37,7 @@ from clipsearch.server.core.encoding import Encoding
 from clipsearch.server.core.index_holder import IndexHolder, RefusedVersion, ReloadFailedError
 from clipsearch.server.core.served import Served
 from clipsearch.server.core.service import SearchService, compatibility
+from clipsearch.server.core.slots import CallSlots
 from clipsearch.server.grpc.servicer import rpc_handlers
 from clipsearch.server.grpc.tls import server_credentials
 from clipsearch.server.http.app import HttpFace
@@ -65,6 +66,7 @@ class RunningServer:
     health: health.HealthServicer
     metrics: Metrics
     metrics_server: WSGIServer | None
+    slots: CallSlots
     health_server: grpc.Server | None = None
     health_port: int | None = None
     http_server: HttpServer | None = None
@@ -107,7 +109,9 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
     _check_index_dirs(config)
     metrics = Metrics()
     security = config.security
-    pipeline = Pipeline(Access(security.keys, security.key_limit), metrics)
+    slots = CallSlots(config.max_concurrent_rpcs, config.max_waiting_rpcs)
+    metrics.track_calls(lambda: slots.running, lambda: slots.waiting)
+    pipeline = Pipeline(Access(security.keys, security.key_limit), metrics, slots)
     health_servicer = health.HealthServicer()
     server = _grpc_server(config, pipeline, health_servicer)
     address = f"{config.host}:{config.port}"
@@ -145,7 +149,7 @@ def start(config: ServerConfig, encoder: ClipEncoder | None = None) -> RunningSe
         raise
     pipeline.served = served
     running = RunningServer(
-        server, port, served, health_servicer, metrics, metrics_server, health_server,
+        server, port, served, health_servicer, metrics, metrics_server, slots, health_server,
         health_port, http_server,
     )  # fmt: skip
     for service in served.indexes.values():
@@ -225,11 +229,13 @@ def is_loopback(host: str) -> bool:
 def _grpc_server(
     config: ServerConfig, pipeline: Pipeline, health_servicer: health.HealthServicer
 ) -> grpc.Server:
-    # Threads mostly wait on batch futures; beyond this many calls gRPC answers
-    # RESOURCE_EXHAUSTED instead of queueing without bound.
+    # A thread per call at work or waiting for a turn (the pipeline's slots decide which);
+    # gRPC's own limit, one past those, only bounds the threads: the slots refuse a full
+    # queue first, with a message that says what to do.
+    calls = config.max_concurrent_rpcs + config.max_waiting_rpcs + 1
     server = grpc.server(
-        ThreadPoolExecutor(config.max_concurrent_rpcs, thread_name_prefix="rpc"),
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        ThreadPoolExecutor(calls, thread_name_prefix="rpc"),
+        maximum_concurrent_rpcs=calls,
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),

@@ -9,7 +9,7 @@ from clipsearch.models import ModelSpec
 from clipsearch.server.admission.keys import KeyRing
 from clipsearch.server.admission.quota import Limit
 from clipsearch.server.admission.url_fetch import UrlFetchConfig
-from clipsearch.server.core.config import BatchingConfig, Limits
+from clipsearch.server.core.config import DEVICE_DEFAULTS, BatchingConfig, Limits
 
 DEFAULT_PORT = 50051
 # Ours, beside gRPC (50051) and the usual health probe port (50052); off Prometheus's own
@@ -70,7 +70,10 @@ class ServerConfig:
     device: str = "auto"  # for the models the indexes name
     limits: Limits = field(default_factory=Limits)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
-    max_concurrent_rpcs: int = 64
+    # Calls at work at once, and calls beyond those waiting for a turn within their
+    # deadline; `clipsearch serve` sizes both for the device (core/config.py).
+    max_concurrent_rpcs: int = DEVICE_DEFAULTS["cpu"].max_concurrent
+    max_waiting_rpcs: int = DEVICE_DEFAULTS["cpu"].max_waiting
     max_message_bytes: int = 16 * 1024 * 1024
     reload_interval_s: float = 2.0
     grace_s: float = 10.0

@@ -41,6 +41,14 @@ class Metrics:
             "clipsearch_queue_depth", "Items waiting to be batched, by stage", ["stage", "of"],
             registry=r,
         )  # fmt: skip
+        self.calls_at_work = Gauge(
+            "clipsearch_calls_at_work", "Calls holding one of the --max-concurrent slots",
+            registry=r,
+        )  # fmt: skip
+        self.calls_waiting = Gauge(
+            "clipsearch_calls_waiting", "Calls waiting for a slot, up to --max-waiting",
+            registry=r,
+        )  # fmt: skip
         self.index_vectors = Gauge(
             "clipsearch_index_vectors", "Searchable vectors in the served version", ["index"],
             registry=r,
@@ -85,6 +93,10 @@ class Metrics:
 
     def track_queue(self, stage: str, of: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(stage, of).set_function(depth)
+
+    def track_calls(self, at_work: Callable[[], int], waiting: Callable[[], int]) -> None:
+        self.calls_at_work.set_function(at_work)
+        self.calls_waiting.set_function(waiting)
 
     def index_started(self, index: str) -> None:
         """Export an index's counters at 0 from the start, so rates exist before events."""

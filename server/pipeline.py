@@ -16,6 +16,7 @@ from typing import TypeVar
 from clipsearch.server.admission.access import Access
 from clipsearch.server.core.calls import CallContext, RequestError, Rpc, Status
 from clipsearch.server.core.served import Served
+from clipsearch.server.core.slots import CallSlots
 from clipsearch.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,14 @@ class Caller:
 
 
 class Pipeline:
-    """Registered before the models are loaded; answers UNAVAILABLE until `served` is set."""
+    """Registered before the models are loaded; answers UNAVAILABLE until `served` is set.
+    Admitted calls share `slots`: beyond its limit they wait for a turn, within their
+    deadline, whichever face they came through."""
 
-    def __init__(self, access: Access, metrics: Metrics) -> None:
+    def __init__(self, access: Access, metrics: Metrics, slots: CallSlots) -> None:
         self.access = access
         self.metrics = metrics
+        self.slots = slots
         self.served: Served | None = None
 
     def run(
@@ -64,7 +68,8 @@ class Pipeline:
                     raise RequestError(Status.UNAVAILABLE, "the server is still loading its model")
                 if caller.deadline is not None and caller.deadline <= started:
                     raise RequestError(Status.DEADLINE_EXCEEDED, "the deadline passed on arrival")
-                return work(served, CallContext(caller.deadline, caller.is_active))
+                with self.slots.hold(caller.deadline, caller.is_active):
+                    return work(served, CallContext(caller.deadline, caller.is_active))
         except RequestError as err:
             status = err.status.name
             log.info(

@@ -90,7 +90,8 @@ class HttpFace:
         self.pipeline = pipeline
         self.settings = config.http
         self.max_body_bytes = config.max_message_bytes
-        self.max_concurrent = config.max_concurrent_rpcs
+        # Threads for calls at work or waiting for a turn: the pipeline's slots decide.
+        self.max_concurrent = config.max_concurrent_rpcs + config.max_waiting_rpcs
         self.thumbnails = Thumbnails()
         self.clip_back = clipback.ClipBack(self.thumbnails)
         self.page = PAGE.read_bytes()
