@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from clipsearch.cli.args import add_model_arguments, named_model
+from clipsearch.encoder import select_device
 from clipsearch.errors import ClipsearchError
 from clipsearch.server.admission.keys import ENV_VAR, load_keys
 from clipsearch.server.admission.quota import Limit
@@ -23,7 +24,7 @@ from clipsearch.server.config import (
     ServerConfig,
     TlsConfig,
 )
-from clipsearch.server.core.config import BatchingConfig, Limits
+from clipsearch.server.core.config import DEVICE_DEFAULTS, BatchingConfig, Limits, device_defaults
 from clipsearch.server.logs import use_json_logs
 
 
@@ -186,6 +187,12 @@ def _security(args: argparse.Namespace) -> SecurityConfig:
     )
 
 
+def _by_device(setting: str) -> str:
+    """The help's default, per device: " (default: 32 on CPU, 256 on CUDA)"."""
+    values = (f"{getattr(d, setting)} on {kind.upper()}" for kind, d in DEVICE_DEFAULTS.items())
+    return f" (default: {', '.join(values)})"
+
+
 def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
     server = ServerConfig(())
     batching, limits = server.batching, server.limits
@@ -193,8 +200,7 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-batch",
         type=int,
-        default=batching.max_batch,
-        help=f"most queries encoded or searched together (default: {batching.max_batch})",
+        help="most queries encoded or searched together" + _by_device("max_batch"),
     )
     group.add_argument(
         "--batch-wait-ms",
@@ -206,15 +212,20 @@ def _add_tuning_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-queue",
         type=int,
-        default=batching.max_queue,
-        help=f"queries waiting per stage before RESOURCE_EXHAUSTED (default: {batching.max_queue})",
+        help="queries waiting per stage (text, image, search) before RESOURCE_EXHAUSTED"
+        + _by_device("max_queue"),
     )
     group.add_argument(
         "--max-concurrent",
         type=int,
-        default=server.max_concurrent_rpcs,
-        help="concurrent calls; more get RESOURCE_EXHAUSTED "
-        f"(default: {server.max_concurrent_rpcs})",
+        help="calls at work at once; more wait for a turn within their deadline"
+        + _by_device("max_concurrent"),
+    )
+    group.add_argument(
+        "--max-waiting",
+        type=int,
+        help="calls waiting for a turn; beyond them calls get RESOURCE_EXHAUSTED"
+        + _by_device("max_waiting"),
     )
     group.add_argument(
         "--max-message-mb",
@@ -282,6 +293,11 @@ def _unique(indexes: list[NamedIndex]) -> tuple[NamedIndex, ...]:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    sized = device_defaults(select_device(args.device).type)
+
+    def chosen(flag: int | None, default: int) -> int:
+        return default if flag is None else flag
+
     return ServerConfig(
         indexes=_unique(args.index),
         wait_for_index=args.wait,
@@ -291,8 +307,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         model=named_model(args),
         device=args.device,
         limits=Limits(max_image_pixels=args.max_image_pixels),
-        batching=BatchingConfig(args.max_batch, args.batch_wait_ms, args.max_queue),
-        max_concurrent_rpcs=args.max_concurrent,
+        batching=BatchingConfig(
+            chosen(args.max_batch, sized.max_batch),
+            args.batch_wait_ms,
+            chosen(args.max_queue, sized.max_queue),
+        ),
+        max_concurrent_rpcs=chosen(args.max_concurrent, sized.max_concurrent),
+        max_waiting_rpcs=chosen(args.max_waiting, sized.max_waiting),
         max_message_bytes=int(args.max_message_mb * 1024 * 1024),
         reload_interval_s=args.reload_interval,
         grace_s=args.grace,
