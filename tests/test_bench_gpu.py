@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.encoder_speed import PlainRate, Report, Speed
-from bench.gpu import FULL, ChildRun, embed_row
+from bench.gpu import FULL, ChildRun, embed_row, serve_row
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = ("encoder, ", "encoder, ", "encoder, ", "clipsearch embed", "clipsearch serve")
@@ -79,3 +79,18 @@ def test_embed_row_reads_the_pipeline_rate_against_the_encoder_row() -> None:
     assert failed.measured == "exited with status 1"
     stopped = embed_row(ChildRun("embed", lines, None, 150.0), FULL, None)
     assert stopped.measured == "stopped at its budget (150 s)"
+
+
+def test_serve_row_reads_the_batched_rows_and_the_encoder_alone_rate() -> None:
+    lines = (
+        "encoder alone: 3,140.0 texts/s (ViT-L-14 on cuda, tokenise + encode, batches of 256)",
+        "mode  clients  QPS  p50 ms  p99 ms  overhead  grpc  queue  encode  search failed",
+        "batched  1  150.0  6.5  9.0  0.100  0.50  0.05  4.00  1.00  0",
+        "batched  256  2826.0  80.0  120.0  0.400  2.00  20.00  40.00  5.00  3",
+    )
+    row = serve_row(ChildRun("serve", lines, 0, 90.0), FULL, speed("texts", 3000.0, 900.0))
+    assert row.measured == "2,826 queries/s, p50 80.0 ms, failures 3"
+    assert "encoder alone 3,140 texts/s (measured by bench.serve_qps); 0.90 of it" in row.reference
+    assert "1-client p50 6.5 ms" in row.reference
+    without = serve_row(ChildRun("serve", lines[1:], 0, 90.0), FULL, speed("texts", 3000.0, 900.0))
+    assert "encoder alone 3,000 texts/s (the texts row, batch 512); 0.94 of it" in without.reference
