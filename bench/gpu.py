@@ -1,6 +1,6 @@
 """`make bench-gpu`: the GPU table of issue 18, every row beside its reference, in one run.
 
-    python -m bench.gpu            on a CUDA host (about 5 minutes on an H200, capped at 7.5)
+    python -m bench.gpu            on a CUDA host (about 4 minutes on an H200, capped at 7.5)
     python -m bench.gpu --smoke    the same rows on CPU at toy sizes, to prove the wiring
 
 Each row runs the benchmark that owns it, as a child process with a time budget (its log
