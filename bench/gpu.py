@@ -22,6 +22,7 @@ exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -169,13 +170,20 @@ def run_child(name: str, args: list[str], budget_s: float) -> ChildRun:
     try:
         returncode: int | None = process.wait(timeout=budget_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
         returncode = None
+    _stop_group(process)
     echo.join(timeout=5)
     run = ChildRun(name, tuple(lines), returncode, time.perf_counter() - started)
     print(f"== {name}: {run.failed or 'done'} in {run.seconds:.0f} s", flush=True)
     return run
+
+
+def _stop_group(process: subprocess.Popen[str]) -> None:
+    """End the child's process group: the child at its budget, or what it left behind (a
+    server still holding the GPU would skew the next row)."""
+    with contextlib.suppress(ProcessLookupError):  # the group had already ended
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _echo(process: subprocess.Popen[str], lines: list[str]) -> None:
