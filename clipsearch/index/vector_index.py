@@ -87,7 +87,7 @@ class VectorIndex:
             queries, min(fetch, max(1, len(self.vectors))), params=params
         )
         if rerank:
-            scores, rows = self._rerank(queries, rows)
+            scores, rows = self._rerank(queries, rows, k)
         return _top_k(scores, rows, k)
 
     def search_rows(self, queries: np.ndarray, k: int, allowed: RowSet) -> SearchResult:
@@ -106,15 +106,24 @@ class VectorIndex:
             rows = np.take_along_axis(both_rows, keep, axis=1)
         return _top_k(scores, rows, k)
 
-    def _rerank(self, queries: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact inner products with the float16 vectors of the candidates."""
-        valid = rows >= 0
-        safe = np.where(valid, rows, 0)
-        # Sorted reads turn the random page faults of a memory map into a forward scan.
-        unique, inverse = np.unique(safe, return_inverse=True)
-        candidates = np.asarray(self.vectors[unique], dtype=np.float32)[inverse.reshape(safe.shape)]
-        exact = np.einsum("qcd,qd->qc", candidates, queries)
-        return np.where(valid, exact, -np.inf), rows
+    def _rerank(
+        self, queries: np.ndarray, proposed: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of each query's candidates by exact inner product with their float16
+        vectors. Scored by FAISS's fp16 scan, one query's candidates at a time: numpy's
+        float16 to float32 conversion cost 6x the rest of a re-rank (400 candidates of 768:
+        4.9 ms a query against 0.95), which made deep re-ranking unaffordable."""
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        for i, candidates in enumerate(proposed):
+            # Sorted reads turn the random page faults of a memory map into a forward scan.
+            unique = np.unique(candidates[candidates >= 0])
+            if len(unique) == 0:
+                continue
+            top = min(k, len(unique))
+            found_scores, found = _scan_fp16(self.vectors[unique], queries[i : i + 1], top)
+            scores[i, :top], rows[i, :top] = found_scores[0], unique[found[0]]
+        return scores, rows
 
 
 def _scan_fp16(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
