@@ -32,7 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import conformal_clip_data
 import torch
 from PIL import Image
 from skimage import data as skdata
@@ -65,16 +64,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-model", default="clipsearch-tiny")
     parser.add_argument("--parts", default="efficiency,memory", help="which parts to run")
     args = parser.parse_args(argv)
-    source = str(conformal_clip_data.textile_simulated_root())
     if "efficiency" in args.parts:
         with tempfile.TemporaryDirectory() as generated:
-            if args.images:
-                source = write_jpegs(Path(generated), args.images)
+            source = write_jpegs(Path(generated), args.images) if args.images else textiles()
             efficiency(source, args)
     sizes = [int(s) for s in args.memory_sizes.split(",") if s]
     if sizes and "memory" in args.parts:
-        memory(source, sizes, args)
+        memory(textiles(), sizes, args)
     return 0
+
+
+def textiles() -> str:
+    """The 2,000 textile JPEGs of conformal-clip-data. Imported only when used: a GPU host
+    without network runs --images, and the package is too large to carry there."""
+    import conformal_clip_data
+
+    return str(conformal_clip_data.textile_simulated_root())
 
 
 def write_jpegs(folder: Path, count: int) -> str:
