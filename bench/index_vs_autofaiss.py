@@ -172,7 +172,7 @@ def compare(workdir: Path) -> None:
     best: dict[tuple[str, str], tuple[float, float, str]] = {}
     for kind in KINDS:
         print(f"\n{kind}-like queries: knob, recall@10, queries/s (one query, one thread)")
-        for candidates in (100, 200, 400):
+        for candidates in (100, 200, 400, 800):
             for nprobe in (4, 8, 16, 32, 64):
                 knob = f"nprobe={nprobe},rerank={candidates}"
                 recall, qps = _sweep(ours_at(nprobe, candidates), queries[kind], truth[kind])

@@ -503,7 +503,7 @@ def _measure(
 ) -> _Measured:
     """Tune one index for one kind of queries; `what` names them in the log ("" for
     image queries on the images)."""
-    steps = [config.rerank_candidates * f for f in (1, 2, 4)] if plan.rerank else [0]
+    steps = [config.rerank_candidates * f for f in (1, 2, 4, 8)] if plan.rerank else [0]
     with _phase(f"measuring {what}recall against speed"):
         curve, chosen = evaluate.tune(index, evalset, plan.nlist, config.target_recall, steps)
     if chosen.recall_at_10 < config.target_recall:
