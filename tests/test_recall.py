@@ -89,3 +89,35 @@ def test_a_collection_with_fewer_than_k_others_has_shallower_truth() -> None:
     assert evalset.truth.shape == (5, 4)
     for row, neighbours in zip(evalset.rows, evalset.truth, strict=True):
         assert sorted(neighbours) == sorted(set(range(5)) - {row})
+
+
+@pytest.mark.parametrize(
+    ("recall", "target", "trials", "sure"),
+    [
+        (0.9517, 0.95, 10_000, False),  # the 1M build's text setting: within its noise
+        (0.9556, 0.95, 10_000, True),
+        (0.955, 0.95, 3_000, False),  # fewer queries, wider margin
+        (0.96, 0.95, 3_000, True),
+        (1.0, 1.0, 10, True),  # nothing missed: no margin
+        (0.94, 0.95, 10**9, False),
+        (0.95, 0.95, 0, True),  # nothing to measure against: the bare comparison
+    ],
+)
+def test_a_default_must_reach_the_target_beyond_sampling_error(
+    recall: float, target: float, trials: int, sure: bool
+) -> None:
+    assert evaluate.surely_reaches(recall, target, trials) is sure
+
+
+def test_a_setting_exactly_at_the_target_is_rarely_taken_for_one_above_it() -> None:
+    """Measured recalls drawn by numpy as binomial samples: a setting whose true recall
+    is the target passes about 2.3% of the time (two standard errors, one-sided); one
+    clearly above it nearly always passes."""
+    rng = np.random.default_rng(5)
+    trials = 10_000
+    at_target = rng.binomial(trials, 0.95, size=4_000) / trials
+    above = rng.binomial(trials, 0.96, size=4_000) / trials
+    passed_at = np.mean([evaluate.surely_reaches(r, 0.95, trials) for r in at_target])
+    passed_above = np.mean([evaluate.surely_reaches(r, 0.95, trials) for r in above])
+    assert 0.005 < passed_at < 0.05
+    assert passed_above > 0.95

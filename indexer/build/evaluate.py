@@ -9,6 +9,7 @@ often it is found is measured too.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -140,15 +141,26 @@ def tune(
     """Sweep nprobe at growing re-rank depths until the target is reached.
 
     Returns every measured point and the chosen one: the smallest (candidates, nprobe)
-    reaching the target, else the most accurate point measured.
+    surely reaching the target (`surely_reaches`), else the most accurate point measured.
     """
     points: list[CurvePoint] = []
+    trials = len(evalset.queries) * evalset.truth.shape[1]
     for candidates in candidate_steps:
         points += recall_curve(index, evalset, nprobe_candidates(nlist), target, candidates)
-        reaching = [p for p in points if p.recall_at_10 >= target]
+        reaching = [p for p in points if surely_reaches(p.recall_at_10, target, trials)]
         if reaching:
             return points, min(reaching, key=lambda p: (p.candidates, p.nprobe))
     return points, max(points, key=lambda p: (p.recall_at_10, -p.candidates, -p.nprobe))
+
+
+def surely_reaches(recall: float, target: float, trials: int) -> bool:
+    """Whether a recall measured over `trials` true neighbours reaches `target` by more
+    than its sampling error: two standard errors below it still do (1,000 queries of 10
+    at 0.95: 0.0044). A setting chosen at the bare target missed it on fresh queries
+    (1M vectors: text 0.952 on the build's captions, 0.947 on new text-like queries)."""
+    if trials <= 0:
+        return recall >= target
+    return recall - 2 * math.sqrt(recall * (1 - recall) / trials) >= target
 
 
 def _single_thread_qps(index: VectorIndex, evalset: EvalSet, nprobe: int, candidates: int) -> float:
