@@ -173,7 +173,7 @@ def compare(workdir: Path) -> None:
     for kind in KINDS:
         print(f"\n{kind}-like queries: knob, recall@10, queries/s (one query, one thread)")
         for candidates in (100, 200, 400, 800):
-            for nprobe in (4, 8, 16, 32, 64):
+            for nprobe in (4, 8, 16, 32, 48, 64):
                 knob = f"nprobe={nprobe},rerank={candidates}"
                 recall, qps = _sweep(ours_at(nprobe, candidates), queries[kind], truth[kind])
                 _keep_best(best, ("clipsearch", kind), recall, qps, knob)
