@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
 
-from clipsearch.atomic import remove_temporary_files
 from clipsearch.collection.manifest import (
     EmbeddingFormat,
     Manifest,
@@ -23,7 +20,7 @@ from clipsearch.collection.manifest import (
     read_manifest,
     write_manifest,
 )
-from clipsearch.collection.shards import collection_state, orphan_files
+from clipsearch.collection.shards import collection_state
 from clipsearch.encoder import DEFAULT_MAX_PIXELS, ClipEncoder, DecodeFailure, load_encoder
 from clipsearch.errors import ClipsearchError, Interrupted
 from clipsearch.indexer.embed.commit import ShardCommitter
@@ -35,7 +32,7 @@ from clipsearch.indexer.embed.sources import SourceSpec, detect_format, list_sou
 from clipsearch.indexer.embed.sources.directory import IMAGE_EXTENSIONS
 from clipsearch.indexer.engine import Engine
 from clipsearch.indexer.interrupt import StopRequest
-from clipsearch.indexer.lock import LOCK_NAME, exclusive
+from clipsearch.indexer.output import now, remove_leftovers, writing_to
 from clipsearch.models import ModelSpec
 from clipsearch.version import VERSION
 
@@ -127,17 +124,10 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     starts (the source, the model, the collection's format) is checked before anything
     is written: a run that fails early leaves the output folder as it found it."""
     started = time.monotonic()
-    created = not config.out.exists()
-    config.out.mkdir(parents=True, exist_ok=True)
-    try:
-        with exclusive(config.out, "embed"):
-            encoder, manifest, plan = _prepare(config)
-            setup_s = time.monotonic() - started
-            return _embed(config, encoder, manifest, plan, started, setup_s)
-    except BaseException:
-        if created and _untouched(config.out):
-            shutil.rmtree(config.out, ignore_errors=True)
-        raise
+    with writing_to(config.out, "embed"):
+        encoder, manifest, plan = _prepare(config)
+        setup_s = time.monotonic() - started
+        return _embed(config, encoder, manifest, plan, started, setup_s)
 
 
 def _prepare(config: EmbedConfig) -> tuple[ClipEncoder, Manifest, EmbedPlan]:
@@ -175,9 +165,9 @@ def _embed(
     started: float,
     setup_s: float,
 ) -> EmbedSummary:
-    _remove_leftovers(config.out, manifest)
+    remove_leftovers(config.out, manifest)
     run = manifest.next_run()
-    record = RunRecord(run, config.source.url, _now())
+    record = RunRecord(run, config.source.url, now())
     manifest = manifest.with_run(record)
     write_manifest(config.out, manifest)
     committer = ShardCommitter(config.out, manifest, plan.pending, config.shard_size, run)
@@ -210,7 +200,7 @@ def _embed(
         run,
         config.source.url,
         record.started,
-        _now(),
+        now(),
         summary.embedded,
         summary.unchanged,
         sum(summary.skipped.values()),
@@ -255,21 +245,3 @@ def _format_of(encoder: ClipEncoder, config: EmbedConfig) -> EmbeddingFormat:
         embedding_dtype=config.embedding_dtype,
         text_embeddings=config.embed_captions,
     )
-
-
-def _remove_leftovers(out: Path, manifest: Manifest) -> None:
-    """What a crashed run left: temporary files, and shards written but never committed."""
-    for path in remove_temporary_files(out):
-        log.info("removed %s, left by an interrupted run", path.name)
-    for path in orphan_files(out, manifest):
-        log.info("removed %s: written but never committed by an interrupted run", path.name)
-        path.unlink()
-
-
-def _untouched(folder: Path) -> bool:
-    """Nothing in the folder but the lock this run took."""
-    return all(p.name == LOCK_NAME for p in folder.iterdir())
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -10,17 +10,14 @@ row number, so a rerun imports only what changed and records what is gone as del
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from clipsearch.atomic import remove_temporary_files
 from clipsearch.collection.manifest import (
     EmbeddingFormat,
     Manifest,
@@ -30,7 +27,7 @@ from clipsearch.collection.manifest import (
     read_manifest,
     write_manifest,
 )
-from clipsearch.collection.shards import collection_state, orphan_files
+from clipsearch.collection.shards import collection_state
 from clipsearch.errors import ClipsearchError, Interrupted
 from clipsearch.indexer.imports.base import ImportSource, ImportSourceError, SourceKind
 from clipsearch.indexer.imports.checks import NormStats, check_rows, unit_rows
@@ -46,7 +43,7 @@ from clipsearch.indexer.imports.plan import (
 )
 from clipsearch.indexer.imports.space import activation_warning, model_space, models_of_dim
 from clipsearch.indexer.interrupt import StopRequest
-from clipsearch.indexer.lock import LOCK_NAME, exclusive
+from clipsearch.indexer.output import now, remove_leftovers, writing_to
 from clipsearch.models import EmbeddingSpace, ModelSpec
 from clipsearch.version import VERSION
 
@@ -114,15 +111,8 @@ def run_import(config: ImportConfig) -> ImportSummary:
     """Import what is new or changed in the source. A run that fails before writing
     leaves the output folder as it found it."""
     started = time.monotonic()
-    created = not config.out.exists()
-    config.out.mkdir(parents=True, exist_ok=True)
-    try:
-        with exclusive(config.out, "import"):
-            return _write(config, _prepare(config), started)
-    except BaseException:
-        if created and _untouched(config.out):
-            shutil.rmtree(config.out, ignore_errors=True)
-        raise
+    with writing_to(config.out, "import"):
+        return _write(config, _prepare(config), started)
 
 
 def _prepare(config: ImportConfig) -> _Prepared:
@@ -248,9 +238,9 @@ def _pending_chunks(
 
 
 def _write(config: ImportConfig, prepared: _Prepared, started: float) -> ImportSummary:
-    _remove_leftovers(config.out, prepared.manifest)
+    remove_leftovers(config.out, prepared.manifest)
     run = prepared.manifest.next_run()
-    record = RunRecord(run, config.source.path, _now())
+    record = RunRecord(run, config.source.path, now())
     manifest = prepared.manifest.with_run(record)
     write_manifest(config.out, manifest)
     writer = ShardWriter(config.out, manifest, run, config.shard_size)
@@ -282,7 +272,7 @@ def _write(config: ImportConfig, prepared: _Prepared, started: float) -> ImportS
         run,
         config.source.path,
         record.started,
-        _now(),
+        now(),
         embedded=summary.imported,
         unchanged=summary.unchanged,
         deleted=summary.deleted,
@@ -331,21 +321,3 @@ def _shard_rows(
         captions=[table.captions[i] for i in picked],
         metadata=[table.metadata[i] for i in picked],
     )
-
-
-def _remove_leftovers(out: Path, manifest: Manifest) -> None:
-    """What a crashed run left: temporary files, and shards written but never committed."""
-    for path in remove_temporary_files(out):
-        log.info("removed %s, left by an interrupted run", path.name)
-    for path in orphan_files(out, manifest):
-        log.info("removed %s: written but never committed by an interrupted run", path.name)
-        path.unlink()
-
-
-def _untouched(folder: Path) -> bool:
-    """Nothing in the folder but the lock this run took."""
-    return all(p.name == LOCK_NAME for p in folder.iterdir())
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
