@@ -54,6 +54,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bench.serve_qps import DIM, MODEL, prepare, queries
+from bench.server_process import serve_process
 from clipsearch.client import SearchClient, TextQuery
 
 VECTORS = 100_000
@@ -213,24 +214,9 @@ def serving(cli: Path, index: Path, log: Path) -> Iterator[Server]:
     http_port = free_port()
     argv = [str(cli), "serve", "--index", str(index), "--port", "0"]
     argv += ["--http-port", str(http_port), "--metrics-port", "-1"]
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # "clipsearch: serving on HOST:PORT"
-        if "serving on" not in line:
-            process.wait(TIMEOUT_S)
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            raise BenchError(f"{cli} serve exited {process.returncode} ({log}):\n{tail}")
-        host, port = line.split()[-1].rsplit(":", 1)
+    with serve_process(argv, log, TIMEOUT_S) as (_, target):
+        host, port = target.rsplit(":", 1)
         yield Server(cli, host, int(port), http_port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def drive(

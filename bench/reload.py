@@ -61,6 +61,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 
+from bench.server_process import serve_process
 from bench.synthetic import ClipLikeSpace
 from clipsearch.index.fields import FieldSchema, write_fields
 from clipsearch.index.manifest import (
@@ -493,23 +494,8 @@ def serving(index_dir: Path, workdir: Path) -> Iterator[Served]:
             "--pretrained", "none", "--port", "0", "--metrics-port", "-1",
             "--reload-interval", str(WATCH_S), "--log-format", "json"]  # fmt: skip
     env = {**os.environ, STORE_VAR: str(workdir / "stamps")}
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # "clipsearch: serving on HOST:PORT"
-        if "serving on" not in line:
-            process.wait(TIMEOUT_S)
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            raise BenchError(f"{cli} serve exited {process.returncode} ({log}):\n{tail}")
-        yield Served(process.pid, line.split()[-1], log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve_process(argv, log, TIMEOUT_S, env) as (process, target):
+        yield Served(process.pid, target, log)
 
 
 def loaded_events(log: Path) -> list[dict[str, object]]:
